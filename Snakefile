@@ -1,0 +1,22 @@
+# paibench: pruning-at-initialization benchmarks. Default target: `rule all` (tables + figure of the config).
+from snakemake.utils import min_version
+
+min_version("8.20")
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/masks.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/aggregate.smk"
+
+
+rule all:
+    input:
+        "results/tables/runs.csv",
+        "results/tables/summary.csv",
+        "results/figures/accuracy_vs_compression.png",
+    default_target: True

@@ -1,0 +1,3 @@
+"""paibench: reproducible pruning-at-initialization benchmarks."""
+
+__version__ = "0.1.0"

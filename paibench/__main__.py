@@ -1,0 +1,3 @@
+from paibench.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,266 @@
+"""The ``paibench`` command line: every workflow rule is one call of one subcommand."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from paibench.errors import PaibenchError
+from paibench.options import parse_kv_list
+
+
+def _compression(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number; expected a ratio > 1 such as 100 or 1e3") from None
+    if not value >= 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not allowed; expected a ratio >= 1 such as 100 or 1e3")
+    return value
+
+
+def _nonneg_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer; expected an integer >= 0") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not allowed; expected an integer >= 0")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number; expected a number > 0") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not allowed; expected a number > 0")
+    return value
+
+
+def cmd_mask(args) -> int:
+    from paibench.data import load_prepared
+    from paibench.pruning import make_mask
+
+    payload = load_prepared(args.data) if args.data else None
+    stats = make_mask(
+        args.dataset, args.arch, args.method, args.compression, args.seed, args.out,
+        options=parse_kv_list(args.opt, "--opt"), width=args.width,
+        arch_options=parse_kv_list(args.arch_opt, "--arch-opt"), payload=payload, device=args.device,
+    )
+    eff = stats["effective_compression"]
+    print(f"{args.out}: kept {stats['kept']}/{stats['total']} (nominal {stats['nominal_compression']:.4g}x, "
+          f"effective {'collapsed' if eff is None else f'{eff:.4g}x'}) in {stats['seconds']:.2f}s")
+    return 0
+
+
+def cmd_inspect(args) -> int:
+    from paibench.utils import read_json
+    from paibench.pruning.maskio import stats_path
+
+    path = Path(args.path)
+    if path.suffix == ".json":
+        stats = read_json(path)
+    else:
+        stats = read_json(stats_path(path)) if stats_path(path).exists() and not args.recompute else _recompute(path)
+    keys = ["total", "kept", "nominal_compression", "effective_kept", "effective_compression", "collapsed"]
+    if args.json:
+        print(json.dumps({k: stats.get(k) for k in keys + ["layers"]} | {k: v for k, v in stats.items() if k not in keys}, indent=2, sort_keys=True))
+        return 0
+    for k in keys:
+        print(f"{k:22s} {stats.get(k)}")
+    print(f"{'layer':40s} {'numel':>10s} {'kept':>10s} {'eff_kept':>10s} {'density':>8s} {'eff_dens':>8s} {'dead_in':>7s} {'dead_out':>8s}")
+    for layer in stats["layers"]:
+        print(f"{layer['name']:40s} {layer['numel']:10d} {layer['kept']:10d} {layer['effective_kept']:10d} "
+              f"{layer['density']:8.4f} {layer['effective_density']:8.4f} {layer.get('dead_inputs', 0):7d} {layer.get('dead_outputs', 0):8d}")
+    return 0
+
+
+def _recompute(path: Path) -> dict:
+    """Statistics from the mask file alone (its metadata names the dataset and architecture)."""
+    from paibench.models import build_model
+    from paibench.pruning import resolve_info
+    from paibench.pruning.maskio import load_mask
+    from paibench.pruning.stats import mask_statistics
+
+    masks, meta = load_mask(path)
+    info = resolve_info(meta["dataset"], None)
+    model = build_model(meta["arch"], info, float(meta["width"]), json.loads(meta.get("arch_options", "{}")))
+    return mask_statistics(model, masks, info)
+
+
+def cmd_prepare(args) -> int:
+    from paibench.data import DATASETS, save_prepared
+
+    spec = DATASETS.get(args.dataset)
+    options = spec.parse_options(parse_kv_list(args.opt, "--opt"), "--opt")
+    payload = spec.prepare(options, Path(args.raw_dir))
+    save_prepared(payload, args.out)
+    size = payload["x_train"].shape if payload["kind"] == "image" else payload["x"].shape
+    print(f"{args.out}: {payload['kind']} dataset {payload['name']} {tuple(size)}, {payload['num_classes']} classes")
+    return 0
+
+
+def cmd_train(args) -> int:
+    from paibench.training import RunSpec, parse_train_config, train_run
+
+    cfg = parse_train_config(json.loads(args.train_config) if args.train_config else {}, "--train-config")
+    spec = RunSpec(
+        data=args.data, mask=args.mask, out_dir=args.out_dir,
+        checkpoint=args.checkpoint or str(Path(args.out_dir) / "checkpoint.pt"),
+        run_key=args.run_key or args.out_dir, train=cfg, dataset=args.dataset, arch=args.arch, width=args.width,
+        arch_options=parse_kv_list(args.arch_opt, "--arch-opt"), seed=args.seed, threads=args.threads,
+    )
+    metrics = train_run(spec, log=lambda msg: print(msg, flush=True))
+    print(f"status={metrics['status']} accuracy={metrics['accuracy']}")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from paibench.training import evaluate_run
+
+    result = evaluate_run(args.data, args.mask, args.model, args.metrics, args.out, args.device)
+    print(json.dumps(result))
+    return 0
+
+
+def cmd_aggregate(args) -> int:
+    from paibench.analysis.aggregate import collect, write_tables
+
+    files = list(args.metrics)
+    if args.metrics_list:
+        files += Path(args.metrics_list).read_text().split()
+    runs = collect(files)
+    paths = write_tables(runs, args.out_dir)
+    print(f"{len(runs)} runs -> {', '.join(map(str, paths.values()))}")
+    return 0
+
+
+def cmd_plot(args) -> int:
+    import pandas as pd
+
+    from paibench.analysis.plots import accuracy_vs_compression
+
+    runs = pd.read_csv(args.runs)
+    for path in accuracy_vs_compression(runs, args.out, x=args.x):
+        print(path)
+    return 0
+
+
+def cmd_check_config(args) -> int:
+    from paibench.config import Grid, load_config_file
+
+    grid = Grid(load_config_file(args.config), base_dir=args.base_dir)
+    print(f"{args.config}: valid; {len(grid.runs)} runs in {len(grid.config['experiments'])} experiment(s)")
+    return 0
+
+
+def cmd_list(args) -> int:
+    from paibench.data import DATASETS
+    from paibench.models import ARCHS
+    from paibench.pruning.methods import METHODS
+
+    for title, reg in (("datasets", DATASETS), ("archs", ARCHS), ("methods", METHODS)):
+        print(f"{title}:")
+        for name in reg.names():
+            item = reg.get(name)
+            opts = ", ".join(f"{k}={v.default!r}" for k, v in getattr(item, "options", {}).items())
+            print(f"  {name:14s} {item.description}" + (f"  [options: {opts}]" if opts else ""))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="paibench", description=__doc__)
+    p.add_argument("-v", "--verbose", action="store_true")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    m = sub.add_parser("mask", help="compute a pruning mask and its statistics")
+    m.add_argument("--dataset", required=True)
+    m.add_argument("--arch", required=True)
+    m.add_argument("--method", required=True)
+    m.add_argument("--compression", required=True, type=_compression, help="total prunable / kept, e.g. 100 or 1e3")
+    m.add_argument("--seed", required=True, type=_nonneg_int)
+    m.add_argument("--out", required=True, help="mask file (.safetensors); statistics go to the same name with .json")
+    m.add_argument("--opt", action="append", metavar="KEY=VALUE", help="method option (repeatable)")
+    m.add_argument("--width", type=_positive_float, default=1.0, help="architecture width multiplier")
+    m.add_argument("--arch-opt", action="append", metavar="KEY=VALUE", help="architecture option (repeatable)")
+    m.add_argument("--data", help="prepared dataset file (needed by data-dependent methods and imagefolder)")
+    m.add_argument("--device", default="cpu")
+    m.set_defaults(func=cmd_mask)
+
+    i = sub.add_parser("inspect", help="print a mask's (effective) compression and per-layer statistics")
+    i.add_argument("path")
+    i.add_argument("--json", action="store_true")
+    i.add_argument("--recompute", action="store_true", help="recompute from the mask file instead of reading its .json")
+    i.set_defaults(func=cmd_inspect)
+
+    d = sub.add_parser("prepare-data", help="turn a dataset into one cached tensor file")
+    d.add_argument("--dataset", required=True)
+    d.add_argument("--opt", action="append", metavar="KEY=VALUE")
+    d.add_argument("--out", required=True)
+    d.add_argument("--raw-dir", default="resources/raw")
+    d.set_defaults(func=cmd_prepare)
+
+    t = sub.add_parser("train", help="train one masked run (resumes from its checkpoint)")
+    t.add_argument("--data", required=True)
+    t.add_argument("--mask", required=True)
+    t.add_argument("--out-dir", required=True)
+    t.add_argument("--checkpoint")
+    t.add_argument("--run-key")
+    t.add_argument("--train-config", help="JSON object of training options")
+    t.add_argument("--dataset", default="")
+    t.add_argument("--arch", default="")
+    t.add_argument("--width", type=_positive_float, default=1.0)
+    t.add_argument("--arch-opt", action="append", metavar="KEY=VALUE")
+    t.add_argument("--seed", type=_nonneg_int, default=0)
+    t.add_argument("--threads", type=_nonneg_int, default=0)
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("evaluate", help="re-measure a trained run's test accuracy from its saved weights")
+    e.add_argument("--data", required=True)
+    e.add_argument("--mask", required=True)
+    e.add_argument("--model", required=True)
+    e.add_argument("--metrics", required=True)
+    e.add_argument("--out", required=True)
+    e.add_argument("--device", default="cpu")
+    e.set_defaults(func=cmd_evaluate)
+
+    a = sub.add_parser("aggregate", help="collect metrics files into tables")
+    a.add_argument("metrics", nargs="*")
+    a.add_argument("--metrics-list", help="file with one metrics.json path per line")
+    a.add_argument("--out-dir", required=True)
+    a.set_defaults(func=cmd_aggregate)
+
+    pl = sub.add_parser("plot", help="accuracy vs compression figure (PNG and PDF)")
+    pl.add_argument("--runs", required=True)
+    pl.add_argument("--out", required=True)
+    pl.add_argument("--x", default="compression", choices=("compression", "nominal_compression", "effective_compression"))
+    pl.set_defaults(func=cmd_plot)
+
+    c = sub.add_parser("check-config", help="validate a workflow config without running anything")
+    c.add_argument("config")
+    c.add_argument("--base-dir", default=".")
+    c.set_defaults(func=cmd_check_config)
+
+    ls = sub.add_parser("list", help="list registered datasets, architectures and methods")
+    ls.set_defaults(func=cmd_list)
+    return p
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    try:
+        return args.func(args)
+    except PaibenchError as exc:
+        print(f"paibench {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

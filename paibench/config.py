@@ -1,0 +1,246 @@
+"""Workflow config: schema validation with one clear message, semantic checks, and the run grid.
+
+Paths produced by the grid (all relative to the workflow's working directory):
+
+* ``resources/data/<dataset>.pt``                                   prepared dataset
+* ``results/masks/<dataset>/<arch>/<method>/c<ratio>/s<seed>.safetensors`` (+ ``.json`` statistics)
+* ``results/runs/<experiment>/<dataset>/<arch>/<method>/c<ratio>/s<seed>/``  metrics.json, eval.json,
+  epochs.csv, model.safetensors
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from paibench.data import DATASETS
+from paibench.errors import PaibenchError
+from paibench.models import ARCHS
+from paibench.pruning.methods import METHODS
+from paibench.training import parse_train_config
+from paibench.utils import format_compression
+
+SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
+DEFAULT_RESOURCES = {"train_threads": 1, "mask_threads": 1, "train_mem_mb": 4000, "train_runtime": 120}
+
+
+def _path_text(path) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def load_schema(schema_path: str | Path | None = None) -> dict:
+    schema = yaml.safe_load(Path(schema_path or SCHEMA_PATH).read_text())
+    # Names come from the registries, so adding a method/arch/dataset never needs a schema edit.
+    schema["$defs"]["dataset_name"]["enum"] = DATASETS.names()
+    schema["$defs"]["arch_name"]["enum"] = ARCHS.names()
+    schema["$defs"]["method_name"]["enum"] = METHODS.names()
+    return schema
+
+
+def _schema_error(config: dict, schema: dict) -> PaibenchError | None:
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = list(validator.iter_errors(config))
+    if not errors:
+        return None
+    error = jsonschema.exceptions.best_match(errors)
+    # For "oneOf" failures the most useful message is the deepest one inside it.
+    while error.context:
+        error = jsonschema.exceptions.best_match(error.context)
+    where = _path_text(error.absolute_path)
+    message = error.message
+    if error.validator == "enum":
+        message = f"{error.instance!r} is not allowed; expected one of {', '.join(map(str, error.validator_value))}"
+    elif error.validator == "additionalProperties" and error.validator_value is False:
+        allowed = ", ".join(sorted(error.schema.get("properties", {})))
+        message = f"{message}; allowed keys: {allowed}"
+    return PaibenchError(f"config error at {where}: {message}")
+
+
+@dataclass(frozen=True)
+class DatasetEntry:
+    label: str
+    type: str
+    kind: str
+    options: dict
+
+
+@dataclass(frozen=True)
+class ArchEntry:
+    label: str
+    name: str
+    width: float
+    options: dict
+
+
+@dataclass(frozen=True)
+class MethodEntry:
+    label: str
+    name: str
+    options: dict
+
+
+@dataclass(frozen=True)
+class Run:
+    experiment: str
+    dataset: str
+    arch: str
+    method: str
+    compression: str
+    seed: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.experiment}/{self.dataset}/{self.arch}/{self.method}/c{self.compression}/s{self.seed}"
+
+    @property
+    def mask(self) -> str:
+        return f"results/masks/{self.dataset}/{self.arch}/{self.method}/c{self.compression}/s{self.seed}.safetensors"
+
+    @property
+    def run_dir(self) -> str:
+        return f"results/runs/{self.key}"
+
+    @property
+    def data(self) -> str:
+        return f"resources/data/{self.dataset}.pt"
+
+
+def _value_text(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else f"{value:g}" if isinstance(value, float) else str(value)
+
+
+class Grid:
+    """The validated config as lookup tables (label -> entry) and the list of runs."""
+
+    def __init__(self, config: dict, schema_path: str | Path | None = None, base_dir: str | Path = "."):
+        config = copy.deepcopy(dict(config))
+        error = _schema_error(config, load_schema(schema_path))
+        if error:
+            raise error
+        self.config = config
+        self.base_dir = Path(base_dir)
+        self.resources = {**DEFAULT_RESOURCES, **config.get("resources", {})}
+        self.datasets: dict[str, DatasetEntry] = {}
+        self.archs: dict[str, ArchEntry] = {}
+        self.methods: dict[str, MethodEntry] = {}
+        self.train: dict[str, dict] = {}
+        self.runs: list[Run] = []
+        base_train = config.get("train", {})
+        parse_train_config(base_train, "train")
+        for exp_name, exp in config["experiments"].items():
+            self._experiment(exp_name, exp, base_train)
+
+    # ---------------------------------------------------------------------------------------------
+    def _dataset(self, label: str, where: str) -> DatasetEntry:
+        if label in self.datasets:
+            return self.datasets[label]
+        spec_raw = dict(self.config.get("datasets", {}).get(label, {}))
+        dtype = spec_raw.pop("type", label)
+        if dtype not in DATASETS:
+            raise PaibenchError(f"config error at {where}: {label!r} is not allowed; expected a label defined under "
+                                f"'datasets' or one of {', '.join(DATASETS.names())}")
+        spec = DATASETS.get(dtype)
+        options = spec.parse_options(spec_raw, f"datasets.{label}")
+        for key in ("path", "root"):
+            if options.get(key):
+                path = Path(options[key]).expanduser()
+                resolved = path if path.is_absolute() else self.base_dir / path
+                if not resolved.exists():
+                    raise PaibenchError(f"config error at datasets.{label}.{key}: {options[key]!r} does not exist; "
+                                        f"expected an existing folder")
+        if dtype == "imagefolder" and not options.get("path"):
+            raise PaibenchError(f"config error at datasets.{label}.path: missing; imagefolder needs the folder "
+                                f"holding train/ and test/")
+        entry = DatasetEntry(label, dtype, spec.kind, options)
+        self.datasets[label] = entry
+        return entry
+
+    def _arch(self, raw, where: str) -> ArchEntry:
+        raw = {"name": raw} if isinstance(raw, str) else dict(raw)
+        name, width, label = raw.pop("name"), float(raw.pop("width", 1.0)), raw.pop("label", None)
+        options = ARCHS.get(name).parse_options(raw, where)
+        label = label or name + (f"_w{width:g}" if width != 1 else "") + "".join(
+            f"_{k}={_value_text(v)}" for k, v in sorted(raw.items()))
+        entry = ArchEntry(label, name, width, options)
+        if self.archs.setdefault(label, entry) != entry:
+            raise PaibenchError(f"config error at {where}: label {label!r} is used for two different architectures")
+        return entry
+
+    def _method(self, raw, where: str, mode: str | None) -> MethodEntry:
+        raw = {"name": raw} if isinstance(raw, str) else dict(raw)
+        name, label = raw.pop("name"), raw.pop("label", None)
+        if mode and name != "dense":
+            raw.setdefault("compression_mode", mode)
+        spec = METHODS.get(name)
+        options = spec.parse_options(raw, where)
+        shown = {k: v for k, v in raw.items() if k != "compression_mode"}
+        label = label or name + "".join(f"_{k}={_value_text(v)}" for k, v in sorted(shown.items())) + (
+            "_effective" if raw.get("compression_mode") == "effective" else "")
+        entry = MethodEntry(label, name, options)
+        if self.methods.setdefault(label, entry) != entry:
+            raise PaibenchError(f"config error at {where}: label {label!r} is used for two different method settings")
+        return entry
+
+    def _experiment(self, name: str, exp: dict, base_train: dict) -> None:
+        where = f"experiments.{name}"
+        datasets = [self._dataset(d, f"{where}.datasets[{i}]") for i, d in enumerate(exp["datasets"])]
+        archs = [self._arch(a, f"{where}.archs[{i}]") for i, a in enumerate(exp["archs"])]
+        methods = [self._method(m, f"{where}.methods[{i}]", exp.get("compression_mode")) for i, m in enumerate(exp["methods"])]
+        for kind, entries in (("archs", archs), ("methods", methods)):
+            labels = [e.label for e in entries]
+            dup = next((lbl for lbl in labels if labels.count(lbl) > 1), None)
+            if dup:
+                raise PaibenchError(f"config error at {where}.{kind}: {dup!r} appears twice; expected each entry once")
+        comps = [format_compression(c) for c in exp["compressions"]]
+        if len(set(comps)) != len(comps):
+            raise PaibenchError(f"config error at {where}.compressions: {exp['compressions']} has values that are equal "
+                                f"to 6 significant digits; expected distinct ratios")
+        for d in datasets:
+            for i, a in enumerate(archs):
+                kind = ARCHS.get(a.name).kind
+                if kind != d.kind:
+                    raise PaibenchError(f"config error at {where}.archs[{i}]: {a.name!r} is a {kind} model and cannot "
+                                        f"run on the {d.kind} dataset {d.label!r}; expected one of "
+                                        f"{', '.join(n for n in ARCHS.names() if ARCHS.get(n).kind == d.kind)}")
+        self.train[name] = parse_train_config({**base_train, **exp.get("train", {})}, f"{where}.train")
+        for d in datasets:
+            for a in archs:
+                for m in methods:
+                    for c in (["1"] if m.name == "dense" else comps):
+                        for s in exp["seeds"]:
+                            self.runs.append(Run(name, d.label, a.label, m.label, c, s))
+
+    # ------------------------------------------------------------------------------- lookups for rules
+    def dataset_args(self, label: str) -> list[str]:
+        e = self.datasets[label]
+        return ["--dataset", e.type] + [x for k, v in sorted(e.options.items()) if v not in (None, "")
+                                        for x in ("--opt", f"{k}={_value_text(v)}")]
+
+    def arch_args(self, label: str) -> list[str]:
+        e = self.archs[label]
+        return ["--arch", e.name, "--width", f"{e.width:g}"] + [
+            x for k, v in sorted(e.options.items()) for x in ("--arch-opt", f"{k}={_value_text(v)}")]
+
+    def method_args(self, label: str) -> list[str]:
+        e = self.methods[label]
+        return ["--method", e.name] + [x for k, v in sorted(e.options.items()) if v is not None
+                                       for x in ("--opt", f"{k}={_value_text(v)}")]
+
+    def uses_data(self, method_label: str) -> bool:
+        return not METHODS.get(self.methods[method_label].name).data_free
+
+
+def load_config_file(path: str | Path) -> dict:
+    try:
+        return yaml.safe_load(Path(path).read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise PaibenchError(f"config file {path}: not valid YAML ({exc})") from None

@@ -1,0 +1,58 @@
+"""Checksummed downloads: a partial or corrupt file is never taken as done; it is removed and fetched again."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import urllib.request
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def file_digest(path: Path, algorithm: str) -> str:
+    h = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class ChecksumError(RuntimeError):
+    pass
+
+
+def fetch(url: str, dest: Path, digest: str, algorithm: str = "md5", retries: int = 3, timeout: float = 60) -> Path:
+    """Download `url` to `dest` unless a file with the right checksum is already there.
+
+    The body streams into ``dest.part`` and is renamed only after its checksum matches, so a killed
+    download leaves no file under the final name; an existing file with a wrong checksum is deleted.
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if dest.exists():
+        if file_digest(dest, algorithm) == digest:
+            return dest
+        log.warning("%s has a wrong %s checksum; removing it and downloading again", dest, algorithm)
+        dest.unlink()
+    part = dest.with_name(dest.name + ".part")
+    last_error: Exception | None = None
+    for attempt in range(1, retries + 1):
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as response, open(part, "wb") as out:
+                shutil.copyfileobj(response, out, 1 << 20)
+            got = file_digest(part, algorithm)
+            if got != digest:
+                raise ChecksumError(f"{url}: {algorithm} {got} != expected {digest}")
+            os.replace(part, dest)
+            return dest
+        except Exception as exc:  # network errors and checksum mismatches are both retried
+            last_error = exc
+            part.unlink(missing_ok=True)
+            log.warning("download attempt %d/%d of %s failed: %s", attempt, retries, url, exc)
+    raise RuntimeError(
+        f"could not download {url} after {retries} attempts ({last_error}). Without internet, place the file "
+        f"at {dest} (it must have {algorithm} {digest}) or use an offline dataset such as 'digits'."
+    )

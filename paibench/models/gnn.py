@@ -1,0 +1,57 @@
+"""GCN for full-batch node classification, written in plain torch (sparse adjacency matmul).
+
+Defaults follow the OGB ogbn-arxiv GCN baseline: 3 layers, hidden 256, batch norm, ReLU, dropout 0.5.
+Each layer's weight matrix is an ``nn.Linear`` and therefore prunable like any linear layer.
+Forward takes ``(x, adj)`` with ``adj`` the sparse symmetric-normalised adjacency with self-loops.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from paibench.models.base import kaiming_init, scaled
+
+
+def normalized_adjacency(edge_index: torch.Tensor, num_nodes: int) -> torch.Tensor:
+    """D^-1/2 (A + I) D^-1/2 as a coalesced sparse tensor (duplicate edges collapse to one)."""
+    loops = torch.arange(num_nodes, device=edge_index.device)
+    idx = torch.cat([edge_index, torch.stack([loops, loops])], dim=1)
+    adj = torch.sparse_coo_tensor(idx, torch.ones(idx.shape[1], device=idx.device), (num_nodes, num_nodes)).coalesce()
+    idx = adj.indices()
+    vals = torch.ones(idx.shape[1], device=idx.device)
+    deg = torch.zeros(num_nodes, device=idx.device).index_add_(0, idx[0], vals)
+    inv = deg.pow(-0.5)
+    return torch.sparse_coo_tensor(idx, inv[idx[0]] * vals * inv[idx[1]], (num_nodes, num_nodes)).coalesce()
+
+
+class GCNLayer(nn.Module):
+    def __init__(self, cin: int, cout: int):
+        super().__init__()
+        self.lin = nn.Linear(cin, cout, bias=False)
+        self.bias = nn.Parameter(torch.zeros(cout))
+
+    def forward(self, x, adj):
+        return torch.sparse.mm(adj, self.lin(x)) + self.bias
+
+
+class GCN(nn.Module):
+    def __init__(self, in_features: int, num_classes: int, hidden: int = 256, layers: int = 3, dropout: float = 0.5):
+        super().__init__()
+        dims = [in_features] + [hidden] * (layers - 1) + [num_classes]
+        self.convs = nn.ModuleList(GCNLayer(a, b) for a, b in zip(dims[:-1], dims[1:]))
+        self.norms = nn.ModuleList(nn.BatchNorm1d(d) for d in dims[1:-1])
+        self.dropout = dropout
+        kaiming_init(self)
+
+    def forward(self, x, adj):
+        for i, conv in enumerate(self.convs):
+            x = conv(x, adj)
+            if i < len(self.norms):
+                x = F.dropout(F.relu(self.norms[i](x)), self.dropout, self.training)
+        return x
+
+
+def build_gcn(info, width: float = 1.0, hidden: int = 256, layers: int = 3, dropout: float = 0.5):
+    return GCN(info.num_features, info.num_classes, scaled(hidden, width), layers, dropout)

@@ -1,0 +1,90 @@
+"""Typed key=value options for methods, datasets and architectures, with one clear error per bad value."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+from paibench.errors import PaibenchError, bad_value
+
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off"}
+
+
+class _Required:
+    def __repr__(self) -> str:
+        return "<required>"
+
+
+REQUIRED = _Required()  # default of an option that must be given
+
+
+@dataclass(frozen=True)
+class Option:
+    type: type
+    default: Any = None
+    choices: Sequence[Any] | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    help: str = ""
+
+    def parse(self, field: str, raw: Any) -> Any:
+        value = raw
+        try:
+            if self.type is bool:
+                if isinstance(raw, bool):
+                    value = raw
+                elif str(raw).lower() in _TRUE:
+                    value = True
+                elif str(raw).lower() in _FALSE:
+                    value = False
+                else:
+                    raise ValueError
+            elif self.type is int:
+                if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
+                    raise ValueError
+                value = int(float(raw)) if isinstance(raw, str) and "e" in raw.lower() else int(raw)
+            elif self.type is float:
+                if isinstance(raw, bool):
+                    raise ValueError
+                value = float(raw)
+            else:
+                value = self.type(raw)
+        except (TypeError, ValueError):
+            raise bad_value(field, raw, f"a {self.type.__name__}") from None
+        if self.choices is not None and value not in self.choices:
+            raise bad_value(field, raw, list(self.choices))
+        if self.minimum is not None and value < self.minimum:
+            raise bad_value(field, raw, f"a {self.type.__name__} >= {self.minimum}")
+        if self.maximum is not None and value > self.maximum:
+            raise bad_value(field, raw, f"a {self.type.__name__} <= {self.maximum}")
+        return value
+
+
+def parse_options(spec: Mapping[str, Option], raw: Mapping[str, Any], field: str) -> dict[str, Any]:
+    """Validate `raw` against `spec`, fill defaults; unknown keys are an error naming the allowed keys."""
+    unknown = sorted(set(raw) - set(spec))
+    if unknown:
+        allowed = sorted(spec) or ["(no options)"]
+        raise bad_value(f"{field}.{unknown[0]}", raw[unknown[0]], f"one of the option keys {', '.join(allowed)}")
+    out = {}
+    for key, opt in spec.items():
+        if key in raw:
+            out[key] = opt.parse(f"{field}.{key}", raw[key])
+        elif opt.default is REQUIRED:
+            allowed = f"one of {', '.join(map(str, opt.choices))}" if opt.choices else f"a {opt.type.__name__}"
+            raise PaibenchError(f"{field}.{key}: missing; this option is required ({allowed})")
+        else:
+            out[key] = opt.default
+    return out
+
+
+def parse_kv_list(items: Sequence[str] | None, field: str) -> dict[str, str]:
+    """Turn CLI `key=value` strings into a dict."""
+    out: dict[str, str] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise PaibenchError(f"{field}: {item!r} is not allowed; expected key=value")
+        out[key.strip()] = value.strip()
+    return out

@@ -1,0 +1,151 @@
+"""The pruning-method contract, exact per-layer counts, and the placement helpers every method shares."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Mapping
+
+import torch
+from torch import nn
+
+from paibench.data.base import DatasetInfo
+from paibench.options import Option, parse_options
+
+Masks = dict[str, torch.Tensor]
+
+
+@dataclass
+class PruneContext:
+    """Everything a method may use. `model` holds the run's initial weights (seeded by the run key)."""
+
+    model: nn.Module
+    params: dict[str, nn.Parameter]  # prunable weights by parameter name, in model order
+    compression: float  # nominal target: total prunable / kept
+    generator: torch.Generator  # the only source of randomness a method may use
+    info: DatasetInfo
+    options: dict[str, Any]
+    batches: Callable[[int], Iterator[tuple]] | None = None  # batches(n) -> n fresh (inputs..., targets) batches
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+    @property
+    def total(self) -> int:
+        return sum(p.numel() for p in self.params.values())
+
+    @property
+    def target_kept(self) -> int:
+        return kept_for(self.total, self.compression)
+
+    def with_compression(self, compression: float) -> "PruneContext":
+        return PruneContext(self.model, self.params, compression, self.generator, self.info, self.options,
+                            self.batches, self.device)
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    name: str
+    fn: Callable[[PruneContext], Masks]
+    data_free: bool
+    options: Mapping[str, Option] = field(default_factory=dict)
+    description: str = ""
+    # Layer-budget methods can also report per-layer kept counts (used by MiCA and rpi as budgets).
+    budget: Callable[[PruneContext], dict[str, int]] | None = None
+
+    def parse_options(self, raw: Mapping[str, Any], field_name: str = "method") -> dict[str, Any]:
+        return parse_options({**COMMON_OPTIONS, **self.options}, raw, field_name)
+
+
+COMMON_OPTIONS: dict[str, Option] = {
+    "compression_mode": Option(str, "nominal", choices=("nominal", "effective"),
+                               help="nominal: ratio of kept weights; effective: ratio of effective weights"),
+}
+
+
+def kept_for(total: int, compression: float) -> int:
+    """Kept weights for a compression ratio: round(total / ratio), at least 1."""
+    return max(1, min(total, int(round(total / compression))))
+
+
+def allocate(numels: Mapping[str, int], weights: Mapping[str, float], target: int) -> dict[str, int]:
+    """Integer counts proportional to `weights`, capped at each layer's size, summing exactly to `target`.
+
+    Largest-remainder rounding with caps: layers that would exceed their size are set dense and the rest
+    is re-spread over the others, so the total is exact whenever target <= sum(numels).
+    """
+    target = min(target, sum(numels.values()))
+    counts = {name: 0 for name in numels}
+    open_layers = {n for n in numels if weights.get(n, 0) > 0}
+    remaining = target
+    while open_layers:
+        wsum = sum(weights[n] for n in open_layers)
+        ideal = {n: remaining * weights[n] / wsum for n in open_layers}
+        full = {n for n in open_layers if ideal[n] >= numels[n]}
+        if not full:
+            break
+        for n in full:
+            counts[n] = numels[n]
+            remaining -= numels[n]
+        open_layers -= full
+    if open_layers and remaining > 0:
+        ideal = {n: remaining * weights[n] / sum(weights[m] for m in open_layers) for n in open_layers}
+        for n in open_layers:
+            counts[n] = int(math.floor(ideal[n]))
+        leftover = remaining - sum(counts[n] for n in open_layers)
+        order = sorted(open_layers, key=lambda n: (-(ideal[n] - counts[n]), list(numels).index(n)))
+        for n in order:
+            if leftover <= 0:
+                break
+            if counts[n] < numels[n]:
+                counts[n] += 1
+                leftover -= 1
+    return counts
+
+
+def random_layer_mask(shape: torch.Size, kept: int, generator: torch.Generator) -> torch.Tensor:
+    """Exactly `kept` ones at uniformly random positions."""
+    numel = math.prod(shape)
+    mask = torch.zeros(numel, dtype=torch.bool)
+    mask[torch.randperm(numel, generator=generator)[:kept]] = True
+    return mask.view(shape)
+
+
+def place_random(params: Mapping[str, nn.Parameter], counts: Mapping[str, int], generator: torch.Generator) -> Masks:
+    return {name: random_layer_mask(p.shape, counts[name], generator) for name, p in params.items()}
+
+
+def numels(params: Mapping[str, nn.Parameter]) -> dict[str, int]:
+    return {name: p.numel() for name, p in params.items()}
+
+
+def budget_method(budget_fn: Callable[[PruneContext], dict[str, int]]) -> Callable[[PruneContext], Masks]:
+    """A layer-budget method: its counts, placed uniformly at random inside each layer."""
+
+    def method(ctx: PruneContext) -> Masks:
+        return place_random(ctx.params, budget_fn(ctx), ctx.generator)
+
+    return method
+
+
+def top_k_masks(scores: Mapping[str, torch.Tensor], kept: int, scope: str = "global") -> Masks:
+    """Keep the `kept` highest scores globally (or the same density in every layer with scope='layer').
+
+    Ties are broken by position (stable sort), so equal inputs give the same mask on every machine.
+    """
+    if scope == "layer":
+        total = sum(s.numel() for s in scores.values())
+        counts = allocate({n: s.numel() for n, s in scores.items()}, {n: s.numel() / total for n, s in scores.items()}, kept)
+        out = {}
+        for n, s in scores.items():
+            flat = s.detach().flatten().double().cpu()
+            m = torch.zeros_like(flat, dtype=torch.bool)
+            m[torch.sort(flat, descending=True, stable=True).indices[: counts[n]]] = True
+            out[n] = m.view(s.shape)
+        return out
+    flat = torch.cat([s.detach().flatten().double().cpu() for s in scores.values()])
+    keep = torch.zeros_like(flat, dtype=torch.bool)
+    keep[torch.sort(flat, descending=True, stable=True).indices[:kept]] = True
+    out, offset = {}, 0
+    for n, s in scores.items():
+        out[n] = keep[offset : offset + s.numel()].view(s.shape)
+        offset += s.numel()
+    return out
