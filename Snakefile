@@ -8,6 +8,17 @@ configfile: "config/config.yaml"
 
 
 include: "workflow/rules/common.smk"
+
+
+wildcard_constraints:
+    experiment=r"[^/]+",
+    dataset=r"[^/]+",
+    arch=r"[^/]+",
+    method=r"[^/]+",
+    compression=r"[0-9.e+-]+",
+    seed=r"\d+",
+
+
 include: "workflow/rules/data.smk"
 include: "workflow/rules/masks.smk"
 include: "workflow/rules/train.smk"

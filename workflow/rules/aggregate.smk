@@ -11,10 +11,11 @@ rule aggregate:
     params:
         listing="results/tables/.metrics-list.txt",
     localrule: True
+    conda:
+        "../../envs/environment.yaml"
     run:
-        # The file list can be thousands of paths long, so it goes to the CLI through a file.
-        Path(params.listing).parent.mkdir(parents=True, exist_ok=True)
-        Path(params.listing).write_text("\n".join(input.metrics) + "\n")
+        # Thousands of paths would overflow one shell argument, so the list goes through a file.
+        write_lines(params.listing, input.metrics)
         shell("paibench aggregate --metrics-list {params.listing} --out-dir results/tables > {log} 2>&1")
 
 
@@ -27,5 +28,7 @@ rule plot:
     log:
         "logs/plot.log",
     localrule: True
+    conda:
+        "../../envs/environment.yaml"
     shell:
         "paibench plot --runs {input} --out {output.png} > {log} 2>&1"

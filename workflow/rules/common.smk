@@ -1,4 +1,4 @@
-# Helpers shared by the rule files: the validated grid and lookups from wildcards to CLI arguments.
+# Helpers shared by all .smk files (the validated grid; wildcard -> CLI argument lookups).
 import json
 from pathlib import Path
 import shlex
@@ -16,15 +16,6 @@ except PaibenchError as exc:
 
 RUNS = GRID.runs
 RES = GRID.resources
-
-
-wildcard_constraints:
-    experiment=r"[^/]+",
-    dataset=r"[^/]+",
-    arch=r"[^/]+",
-    method=r"[^/]+",
-    compression=r"[0-9.e+-]+",
-    seed=r"\d+",
 
 
 def quoted(args):
@@ -49,6 +40,11 @@ def dataset_type(wildcards):
 
 def train_config(wildcards):
     return json.dumps(GRID.train[wildcards.experiment], sort_keys=True)
+
+
+def write_lines(path, lines):
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text("".join(f"{line}\n" for line in lines))
 
 
 def all_metrics():

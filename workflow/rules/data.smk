@@ -6,5 +6,7 @@ rule prepare_data:
     params:
         args=dataset_args,
     localrule: True
+    conda:
+        "../../envs/environment.yaml"
     shell:
         "paibench prepare-data {params.args} --raw-dir resources/raw --out {output} > {log} 2>&1"

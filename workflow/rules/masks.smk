@@ -11,6 +11,8 @@ rule mask:
         arch=arch_args,
         method=method_args,
     threads: RES["mask_threads"]
+    conda:
+        "../../envs/environment.yaml"
     shell:
         "OMP_NUM_THREADS={threads} paibench mask --dataset {params.dataset} {params.arch} {params.method}"
         " --compression {wildcards.compression} --seed {wildcards.seed} --data {input.data}"

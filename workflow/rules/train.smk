@@ -19,6 +19,8 @@ rule train:
     resources:
         mem_mb=RES["train_mem_mb"],
         runtime=RES["train_runtime"],
+    conda:
+        "../../envs/environment.yaml"
     shell:
         "OMP_NUM_THREADS={threads} paibench train --data {input.data} --mask {input.mask}"
         " --dataset {params.dataset} {params.arch} --seed {wildcards.seed} --threads {threads}"
@@ -36,6 +38,8 @@ rule evaluate:
         "results/runs/{experiment}/{dataset}/{arch}/{method}/c{compression}/s{seed}/eval.json",
     log:
         "logs/evaluate/{experiment}/{dataset}/{arch}/{method}/c{compression}/s{seed}.log",
+    conda:
+        "../../envs/environment.yaml"
     shell:
         "OMP_NUM_THREADS=1 paibench evaluate --data {input.data} --mask {input.mask} --model {input.model}"
         " --metrics {input.metrics} --out {output} > {log} 2>&1"
