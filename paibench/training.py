@@ -1,9 +1,13 @@
 """Masked training with per-epoch checkpoints, device-resident data and batched on-device augmentation.
 
 Guarantees:
-* the mask is enforced for the whole run: gradients of pruned weights are zeroed before every optimizer
-  step (so momentum and weight decay never move them) and the weights are re-multiplied by the mask after
-  it, so pruned weights are exactly zero after every step;
+* the mask is enforced for the whole run: pruned weights start at exactly zero and their gradients are
+  zeroed before every optimizer step (one fused multi-tensor multiply); with a zero weight and a zero
+  gradient, SGD (momentum, Nesterov, weight decay), Adam and AdamW all leave the weight, its momentum and
+  its moments at exactly zero, so no second pass over the weights is needed per step (a guard re-applies
+  the mask once per epoch);
+* no per-step host syncs: losses and accuracies accumulate on the device and are read once per epoch;
+* several runs can be packed into one process (``train_pack``), each writing exactly a solo run's files;
 * every random draw of epoch ``e`` comes from a generator seeded by (run key, e), so a run resumed from
   its checkpoint after a kill gives the same metrics as an uninterrupted one (exactly, on the CPU);
 * a non-finite loss ends the run with ``status: diverged`` instead of an exception.
@@ -53,7 +57,7 @@ TRAIN_OPTIONS: dict[str, Option] = {
     "device": Option(str, "auto", choices=("auto", "cpu", "cuda")),
     "amp": Option(str, "auto", choices=("auto", "bf16", "off"), help="bf16 autocast on GPUs that support it"),
     "channels_last": Option(bool, True, help="channels-last memory format for image models on GPU"),
-    "compile": Option(bool, False, help="torch.compile the model (GPU only)"),
+    "compile": Option(bool, False, help="torch.compile the training forward (pays off on GPUs; needs a C++ compiler on CPU)"),
     "keep_checkpoint": Option(bool, False, help="keep the last checkpoint after a finished run"),
 }
 
@@ -140,7 +144,9 @@ class MaskEnforcer:
 
     @torch.no_grad()
     def apply_to_weights(self) -> None:
-        torch._foreach_mul_(self.weights, self.masks)
+        # masked_fill, not multiply: a diverged run's NaN * 0 would stay NaN.
+        for w, m in zip(self.weights, self.masks):
+            w.masked_fill_(m == 0, 0.0)
 
     @torch.no_grad()
     def apply_to_grads(self) -> None:
@@ -187,10 +193,16 @@ class RunSpec:
 
 
 def _optimizer(cfg: dict, model: nn.Module, device: torch.device):
+    params = list(model.parameters())
+    return _make_optimizer(cfg, params, [p.dim() for p in params], device)
+
+
+def _make_optimizer(cfg: dict, params: list, dims: list[int], device: torch.device):
+    """`dims`: each parameter's rank in one model (stacked pack parameters have one more)."""
     fused = {"fused": True} if device.type == "cuda" else {}
     decay, no_decay = [], []
-    for p in model.parameters():
-        (no_decay if p.dim() <= 1 else decay).append(p)
+    for p, d in zip(params, dims):
+        (no_decay if d <= 1 else decay).append(p)
     groups = [{"params": decay, "weight_decay": cfg["weight_decay"]}, {"params": no_decay, "weight_decay": 0.0}]
     if cfg["optimizer"] == "sgd":
         return torch.optim.SGD(groups, lr=cfg["lr"], momentum=cfg["momentum"], nesterov=cfg["nesterov"] and cfg["momentum"] > 0, **fused)
@@ -217,7 +229,8 @@ def evaluate_images(model, data: ImageData, cfg, x=None, y=None) -> tuple[float,
             out = model(xb)
         loss += F.cross_entropy(out.float(), yb, reduction="sum")
         correct += (out.argmax(1) == yb).sum()
-    return loss.item() / len(y), correct.item() / len(y)
+    loss_v, correct_v = torch.stack([loss, correct.to(loss.dtype)]).tolist()  # one host sync
+    return loss_v / len(y), correct_v / len(y)
 
 
 class GraphData:
@@ -229,6 +242,8 @@ class GraphData:
         self.y = payload["y"].to(device)
         self.adj = normalized_adjacency(payload["edge_index"].to(device), self.x.shape[0])
         self.masks = {k: payload[f"{k}_mask"].to(device) for k in ("train", "val", "test")}
+        # e.g. "ogbn-arxiv": accuracy by ogb.nodeproppred.Evaluator (see paibench/data/ogbn_arxiv.py)
+        self.evaluator = payload.get("evaluator")
 
 
 @torch.no_grad()
@@ -239,6 +254,13 @@ def evaluate_graph(model, data: GraphData) -> dict[str, float]:
     for split, m in data.masks.items():
         res[f"{split}_loss"] = F.cross_entropy(out[m], data.y[m]).item()
         res[f"{split}_acc"] = (out[m].argmax(1) == data.y[m]).float().mean().item()
+    if getattr(data, "evaluator", None):
+        from ogb.nodeproppred import Evaluator
+
+        ogb_eval = Evaluator(data.evaluator)
+        pred = out.argmax(1, keepdim=True)
+        for split, m in data.masks.items():
+            res[f"{split}_acc"] = float(ogb_eval.eval({"y_true": data.y[m].view(-1, 1), "y_pred": pred[m]})["acc"])
     return res
 
 
@@ -247,138 +269,348 @@ def _save_checkpoint(path: Path, state: dict) -> None:
         torch.save(state, tmp)
 
 
-def train_run(spec: RunSpec, log=print) -> dict:
-    """Train one masked run, resuming from ``spec.checkpoint`` if it exists; writes metrics and epochs CSV."""
-    cfg = spec.train
-    if spec.threads:
-        torch.set_num_threads(spec.threads)
-    device = pick_device(cfg["device"])
-    payload = load_prepared(spec.data)
-    info = info_from_payload(payload)
-    info = DatasetInfo(spec.dataset or info.name, info.kind, info.num_classes, info.channels, info.size, info.num_features)
-    masks, meta = load_mask(spec.mask)
-    arch = spec.arch or meta["arch"]
-    width = spec.width if spec.arch else float(meta["width"])
-    arch_options = spec.arch_options if spec.arch else json.loads(meta.get("arch_options", "{}"))
-    model = build_model(arch, info, width, arch_options,
-                        seed=init_seed(spec.dataset or meta["dataset"], arch, width, arch_options or {}, spec.seed))
-    check_mask(masks, model, spec.mask)
-    model.to(device)
-    if info.kind == "image" and device.type == "cuda" and cfg["channels_last"]:
-        model.to(memory_format=torch.channels_last)
-    enforcer = MaskEnforcer(model, masks)
-    enforcer.apply_to_weights()
-    optimizer = _optimizer(cfg, model, device)
-    history: list[dict] = []
-    start_epoch = 0
-    ckpt_path = Path(spec.checkpoint)
-    if ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location=device, weights_only=True)
-        if state.get("run_key") == spec.run_key and state.get("train") == json.dumps(cfg, sort_keys=True):
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            history = list(state["history"])
-            start_epoch = int(state["epoch"])
-            log(f"resumed from {ckpt_path} at epoch {start_epoch}")
-        else:
-            log(f"ignoring checkpoint {ckpt_path}: it belongs to another run or recipe")
-    step_model = torch.compile(model) if cfg["compile"] and device.type == "cuda" else model
+def resolve_threads(threads: int) -> int:
+    """``threads`` > 0 as given; 0 means every core this process may run on."""
+    import os
 
-    status = "ok"
-    if history and history[-1].get("status") == "diverged":
-        status = "diverged"
-    started = time.perf_counter()
-    prior_seconds = sum(h["seconds"] for h in history)
-    image = info.kind == "image"
-    data = ImageData(payload, device) if image else GraphData(payload, device)
-    for epoch in range(start_epoch, cfg["epochs"]):
-        if status != "ok":
-            break
-        t0 = time.perf_counter()
-        lr = lr_at(cfg, epoch)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        gen = _generator(device, derive_seed(spec.run_key, "epoch", epoch))
-        model.train()
-        if image:
-            n = len(data.y_train)
-            perm = torch.randperm(n, generator=gen, device=device)
-            loss_sum = torch.zeros((), device=device)
-            correct = torch.zeros((), device=device, dtype=torch.long)
-            for i in range(0, n, cfg["batch_size"]):
-                idx = perm[i : i + cfg["batch_size"]]
-                xb = data.normalize(data.augment(data.x_train[idx], gen))
-                if device.type == "cuda" and cfg["channels_last"]:
-                    xb = xb.contiguous(memory_format=torch.channels_last)
-                yb = data.y_train[idx]
-                with _autocast(cfg, device):
-                    out = step_model(xb)
-                    loss = F.cross_entropy(out.float(), yb, label_smoothing=cfg["label_smoothing"])
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                enforcer.apply_to_grads()
-                optimizer.step()
-                enforcer.apply_to_weights()
-                loss_sum += loss.detach() * len(idx)
-                correct += (out.argmax(1) == yb).sum()
-            train_loss, train_acc = loss_sum.item() / n, correct.item() / n
-            test_loss, test_acc = evaluate_images(model, data, cfg)
+    if threads > 0:
+        return threads
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+class _Member:
+    """One run's state (model, optimizer, mask, history); a solo run is a pack of one of these.
+
+    Each member draws its batches and augmentations from its own generators seeded by (run key, epoch), and
+    uses its own dropout RNG state, so interleaving members never changes what any of them sees.
+    """
+
+    def __init__(self, spec: RunSpec, device: torch.device, payload: dict, data, log):
+        cfg = spec.train
+        self.spec, self.cfg, self.device, self.data = spec, cfg, device, data
+        self.log = log
+        info = info_from_payload(payload)
+        self.info = DatasetInfo(spec.dataset or info.name, info.kind, info.num_classes, info.channels, info.size,
+                                info.num_features)
+        self.masks, self.meta = load_mask(spec.mask)
+        meta = self.meta
+        self.arch = spec.arch or meta["arch"]
+        self.width = spec.width if spec.arch else float(meta["width"])
+        self.arch_options = spec.arch_options if spec.arch else json.loads(meta.get("arch_options", "{}"))
+        model = build_model(self.arch, self.info, self.width, self.arch_options,
+                            seed=init_seed(spec.dataset or meta["dataset"], self.arch, self.width,
+                                           self.arch_options or {}, spec.seed))
+        check_mask(self.masks, model, spec.mask)
+        model.to(device)
+        self.image = self.info.kind == "image"
+        self.channels_last = self.image and device.type == "cuda" and cfg["channels_last"]
+        if self.channels_last:
+            model.to(memory_format=torch.channels_last)
+        self.model = model
+        self.enforcer = MaskEnforcer(model, self.masks)
+        self.enforcer.apply_to_weights()
+        self.optimizer = _optimizer(cfg, model, device)
+        self.history: list[dict] = []
+        self.start_epoch = 0
+        self.ckpt_path = Path(spec.checkpoint)
+        if self.ckpt_path.exists():
+            state = torch.load(self.ckpt_path, map_location=device, weights_only=True)
+            if state.get("run_key") == spec.run_key and state.get("train") == json.dumps(cfg, sort_keys=True):
+                model.load_state_dict(state["model"])
+                self.optimizer.load_state_dict(state["optimizer"])
+                self.history = list(state["history"])
+                self.start_epoch = int(state["epoch"])
+                log(f"resumed from {self.ckpt_path} at epoch {self.start_epoch}")
+            else:
+                log(f"ignoring checkpoint {self.ckpt_path}: it belongs to another run or recipe")
+        # Recompiles once for the short last batch; evaluation runs the eager model (no eval-mode recompile).
+        self.step_model = torch.compile(model, dynamic=False) if cfg["compile"] else model
+        self.status = "ok"
+        if self.history and self.history[-1].get("status") == "diverged":
+            self.status = "diverged"
+        self.prior_seconds = sum(h["seconds"] for h in self.history)
+        # Dropout draws from the global RNG; each member keeps its own state so packing cannot reorder draws.
+        self.has_dropout = any(isinstance(m, nn.modules.dropout._DropoutNd) for m in model.modules())
+        self.rng_state = None
+
+    # ------------------------------------------------------------------------------------ per epoch
+    def begin_epoch(self, epoch: int) -> None:
+        self.epoch, self.lr = epoch, lr_at(self.cfg, epoch)
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.lr
+        self.gen = _generator(self.device, derive_seed(self.spec.run_key, "epoch", epoch))
+        if self.has_dropout or not self.image:
+            self.rng_state = _seeded_rng_state(self.device, derive_seed(self.spec.run_key, "dropout", epoch))
+        self.model.train()
+        if self.image:
+            n = len(self.data.y_train)
+            self.perm = torch.randperm(n, generator=self.gen, device=self.device)
+            self.loss_sum = torch.zeros((), device=self.device)
+            self.correct = torch.zeros((), device=self.device, dtype=torch.long)
+
+    def batch(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = self.perm[i : i + self.cfg["batch_size"]]
+        xb = self.data.normalize(self.data.augment(self.data.x_train[idx], self.gen))
+        if self.channels_last:
+            xb = xb.contiguous(memory_format=torch.channels_last)
+        return xb, self.data.y_train[idx]
+
+    def train_batch(self, i: int) -> None:
+        """One optimizer step on batch ``i``; everything stays on the device (no host sync)."""
+        xb, yb = self.batch(i)
+        with _rng(self.device, self):
+            with _autocast(self.cfg, self.device):
+                out = self.step_model(xb)
+                loss = F.cross_entropy(out.float(), yb, label_smoothing=self.cfg["label_smoothing"])
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+        self.enforcer.apply_to_grads()  # the only per-step mask pass (see MaskEnforcer)
+        self.optimizer.step()
+        self.loss_sum += loss.detach() * len(yb)
+        self.correct += (out.argmax(1) == yb).sum()
+
+    def graph_step(self) -> dict:
+        data = self.data
+        with _rng(self.device, self):
+            out = self.step_model(data.x, data.adj)
+            m = data.masks["train"]
+            loss = F.cross_entropy(out[m], data.y[m], label_smoothing=self.cfg["label_smoothing"])
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+        self.enforcer.apply_to_grads()
+        self.optimizer.step()
+        return {"train_loss": loss.detach()}
+
+    def end_epoch(self, seconds_since: float, graph_out: dict | None = None) -> None:
+        """Evaluate, append the epoch's row, and checkpoint (one host sync per epoch)."""
+        self.enforcer.apply_to_weights()  # a no-op unless something non-finite crept in; once per epoch
+        epoch, lr = self.epoch, self.lr
+        if self.image:
+            n = len(self.data.y_train)
+            train_loss, correct = torch.stack([self.loss_sum, self.correct.to(self.loss_sum.dtype)]).tolist()
+            train_acc = correct / n
+            train_loss /= n
+            test_loss, test_acc = evaluate_images(self.model, self.data, self.cfg)
             row = {"epoch": epoch + 1, "lr": lr, "train_loss": train_loss, "train_acc": train_acc,
                    "test_loss": test_loss, "test_acc": test_acc}
         else:
-            torch.manual_seed(derive_seed(spec.run_key, "dropout", epoch))  # dropout masks
-            out = step_model(data.x, data.adj)
-            m = data.masks["train"]
-            loss = F.cross_entropy(out[m], data.y[m], label_smoothing=cfg["label_smoothing"])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            enforcer.apply_to_grads()
-            optimizer.step()
-            enforcer.apply_to_weights()
-            ev = evaluate_graph(model, data)
-            row = {"epoch": epoch + 1, "lr": lr, "train_loss": loss.item(), "train_acc": ev["train_acc"],
-                   "val_loss": ev["val_loss"], "val_acc": ev["val_acc"], "test_loss": ev["test_loss"], "test_acc": ev["test_acc"]}
-            train_loss = row["train_loss"]
-        row["seconds"] = time.perf_counter() - t0
+            ev = evaluate_graph(self.model, self.data)
+            train_loss = float(graph_out["train_loss"])
+            row = {"epoch": epoch + 1, "lr": lr, "train_loss": train_loss, "train_acc": ev["train_acc"],
+                   "val_loss": ev["val_loss"], "val_acc": ev["val_acc"], "test_loss": ev["test_loss"],
+                   "test_acc": ev["test_acc"]}
+        row["seconds"] = time.perf_counter() - seconds_since
         if not math.isfinite(train_loss):
-            status = "diverged"
+            self.status = "diverged"
             row["status"] = "diverged"
-            log(f"epoch {epoch + 1}: loss is {train_loss}; stopping with status 'diverged'")
-        history.append(row)
-        log(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
-        _save_checkpoint(ckpt_path, {
-            "run_key": spec.run_key, "train": json.dumps(cfg, sort_keys=True), "epoch": epoch + 1,
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "history": history,
+            self.log(f"epoch {epoch + 1}: loss is {train_loss}; stopping with status 'diverged'")
+        self.history.append(row)
+        self.log(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+        _save_checkpoint(self.ckpt_path, {
+            "run_key": self.spec.run_key, "train": json.dumps(self.cfg, sort_keys=True), "epoch": epoch + 1,
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "history": self.history,
         })
 
-    out_dir = Path(spec.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    from safetensors.torch import save_file
+    # --------------------------------------------------------------------------------------- outputs
+    def finish(self, started: float) -> dict:
+        spec, cfg, meta, masks, model = self.spec, self.cfg, self.meta, self.masks, self.model
+        out_dir = Path(spec.out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        from safetensors.torch import save_file
 
-    with atomic_path(out_dir / "model.safetensors") as tmp:
-        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp))
-    _write_epochs_csv(out_dir / "epochs.csv", history)
-    metrics = summarize(history, cfg, status, info.kind)
-    kept = int(sum(int(m.sum()) for m in masks.values()))
-    prunable = int(sum(m.numel() for m in masks.values()))
-    mask_stats = read_json(stats_path(spec.mask)) if stats_path(spec.mask).exists() else {}
-    metrics.update({
-        "run_key": spec.run_key, "dataset": spec.dataset or meta["dataset"], "arch": arch, "width": width,
-        "arch_options": arch_options, "method": meta["method"], "method_options": json.loads(meta.get("options", "{}")),
-        "compression": float(meta["compression"]), "seed": spec.seed,
-        "nominal_compression": prunable / kept if kept else None,
-        "effective_compression": mask_stats.get("effective_compression"),
-        "collapsed": mask_stats.get("collapsed"),
-        "parameters": sum(p.numel() for p in model.parameters()), "prunable": prunable, "kept": kept,
-        "mask_sha256": sha256_file(spec.mask), "train": cfg, "device": _device_name(device),
-        "wall_time_s": prior_seconds + (time.perf_counter() - started),
-        "torch": torch.__version__, "python": platform.python_version(), "host": socket.gethostname(),
-        "command": " ".join(sys.argv),
-    })
-    write_json(out_dir / "metrics.json", metrics)
-    if not cfg["keep_checkpoint"]:
-        ckpt_path.unlink(missing_ok=True)
-    return metrics
+        with atomic_path(out_dir / "model.safetensors") as tmp:
+            save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp))
+        _write_epochs_csv(out_dir / "epochs.csv", self.history)
+        metrics = summarize(self.history, cfg, self.status, self.info.kind)
+        kept = int(sum(int(m.sum()) for m in masks.values()))
+        prunable = int(sum(m.numel() for m in masks.values()))
+        mask_stats = read_json(stats_path(spec.mask)) if stats_path(spec.mask).exists() else {}
+        metrics.update({
+            "run_key": spec.run_key, "dataset": spec.dataset or meta["dataset"], "arch": self.arch,
+            "width": self.width, "arch_options": self.arch_options, "method": meta["method"],
+            "method_options": json.loads(meta.get("options", "{}")),
+            "compression": float(meta["compression"]), "seed": spec.seed,
+            "nominal_compression": prunable / kept if kept else None,
+            "effective_compression": mask_stats.get("effective_compression"),
+            "collapsed": mask_stats.get("collapsed"),
+            "parameters": sum(p.numel() for p in model.parameters()), "prunable": prunable, "kept": kept,
+            "mask_sha256": sha256_file(spec.mask), "train": cfg, "device": _device_name(self.device),
+            "wall_time_s": self.prior_seconds + (time.perf_counter() - started),
+            "torch": torch.__version__, "python": platform.python_version(), "host": socket.gethostname(),
+            "command": " ".join(sys.argv),
+        })
+        write_json(out_dir / "metrics.json", metrics)
+        if not cfg["keep_checkpoint"]:
+            self.ckpt_path.unlink(missing_ok=True)
+        return metrics
+
+
+def _seeded_rng_state(device: torch.device, seed: int) -> torch.Tensor:
+    gen = torch.Generator(device=device).manual_seed(seed)
+    return gen.get_state()
+
+
+class _rng:
+    """Run a block with the member's own global-RNG state (dropout), then store the advanced state."""
+
+    def __init__(self, device: torch.device, member: "_Member"):
+        self.device, self.member = device, member
+
+    def __enter__(self):
+        if self.member.rng_state is None:
+            return
+        cuda = self.device.type == "cuda"
+        self.saved = torch.cuda.get_rng_state(self.device) if cuda else torch.get_rng_state()
+        (torch.cuda.set_rng_state if cuda else torch.set_rng_state)(self.member.rng_state, *([self.device] if cuda else []))
+
+    def __exit__(self, *exc):
+        if self.member.rng_state is None:
+            return
+        cuda = self.device.type == "cuda"
+        self.member.rng_state = torch.cuda.get_rng_state(self.device) if cuda else torch.get_rng_state()
+        (torch.cuda.set_rng_state if cuda else torch.set_rng_state)(self.saved, *([self.device] if cuda else []))
+
+
+PACK_MODES = ("auto", "loop", "vmap")
+
+
+def _vmap_epoch(members: list[_Member], cfg: dict, device: torch.device) -> None:
+    """One epoch of several same-architecture members as one vectorised model (torch.func.vmap).
+
+    Convolutions of the N members become one grouped convolution, so N small models fill a GPU the way one
+    large batch does. Parameters, buffers and optimizer state are stacked from the members at the start of
+    the epoch and written back at its end, so checkpoints and outputs stay exactly those of solo runs.
+    Results match solo training up to floating-point summation order (not bitwise).
+    """
+    from torch.func import functional_call, stack_module_state, vmap
+
+    models = [m.model for m in members]
+    base = models[0]
+    params, buffers = stack_module_state(models)
+    names = list(params)
+    stacked = [params[k] for k in names]
+    dims = [p.dim() - 1 for p in stacked]
+    opt = _make_optimizer(cfg, stacked, dims, device)
+    sds = [m.optimizer.state_dict() for m in members]
+    state = {}
+    for j, s in sds[0]["state"].items():
+        state[j] = {k: (torch.stack([sd["state"][j][k] for sd in sds]) if torch.is_tensor(v) and v.dim() > 0 else v)
+                    for k, v in s.items()}
+    opt.load_state_dict({"state": state, "param_groups": sds[0]["param_groups"]})
+    mask_by_name = {}
+    for m in members:
+        for n_, t in zip(m.masks, m.enforcer.masks):
+            mask_by_name.setdefault(n_, []).append(t)
+    grads_masks = [(params[n_], torch.stack(ts)) for n_, ts in mask_by_name.items()]
+
+    def forward(p, b, x):
+        return functional_call(base, (p, b), (x,))
+
+    fwd = vmap(forward, randomness="different")
+    base.train()
+    n = len(members[0].data.y_train)
+    loss_sums = torch.zeros(len(members), device=device)
+    corrects = torch.zeros(len(members), device=device, dtype=torch.long)
+    for i in range(0, n, cfg["batch_size"]):
+        batches = [m.batch(i) for m in members]
+        xs = torch.stack([b[0].contiguous() for b in batches])
+        ys = torch.stack([b[1] for b in batches])
+        with _autocast(cfg, device):
+            out = fwd(params, buffers, xs)
+            per = F.cross_entropy(out.flatten(0, 1).float(), ys.flatten(), reduction="none",
+                                  label_smoothing=cfg["label_smoothing"]).view(ys.shape).mean(1)
+        opt.zero_grad(set_to_none=True)
+        per.sum().backward()  # members are independent, so each gets exactly its own loss's gradient
+        pairs = [(p.grad, mk) for p, mk in grads_masks if p.grad is not None]
+        if pairs:
+            torch._foreach_mul_([g for g, _ in pairs], [mk for _, mk in pairs])
+        opt.step()
+        loss_sums += per.detach() * ys.shape[1]
+        corrects += (out.argmax(-1) == ys).sum(1)
+    with torch.no_grad():
+        ssd = opt.state_dict()
+        for i, m in enumerate(members):
+            for k, p in m.model.named_parameters():
+                p.copy_(params[k][i])
+            for k, b in m.model.named_buffers():
+                b.copy_(buffers[k][i])
+            st = {j: {k: (v[i].clone() if torch.is_tensor(v) and v.dim() > 0 else v) for k, v in s.items()}
+                  for j, s in ssd["state"].items()}
+            m.optimizer.load_state_dict({"state": st, "param_groups": m.optimizer.state_dict()["param_groups"]})
+            m.loss_sum, m.correct = loss_sums[i], corrects[i]
+
+
+def train_pack(specs: list[RunSpec], log=print, mode: str = "auto") -> list[dict]:
+    """Train several runs in one process on one device; each writes exactly the files of a solo run.
+
+    ``mode``: ``loop`` interleaves the members' steps batch by batch (bitwise equal to solo runs; on a GPU
+    it only saves process start-up and data loading); ``vmap`` trains same-architecture image members as
+    one vectorised model (the GPU throughput path); ``auto`` = ``vmap`` on CUDA for two or more image
+    members, else ``loop``.
+    """
+    if not specs:
+        return []
+    if mode not in PACK_MODES:
+        raise PaibenchError(f"pack mode: {mode!r} is not allowed; expected one of {', '.join(PACK_MODES)}")
+    cfg = specs[0].train
+    for s in specs[1:]:
+        if s.train != cfg:
+            raise PaibenchError(f"pack: run {s.run_key!r} has a different training recipe than {specs[0].run_key!r}; "
+                                f"expected one recipe per pack")
+    torch.set_num_threads(resolve_threads(specs[0].threads))
+    device = pick_device(cfg["device"])
+    loaded: dict[str, tuple] = {}
+    members = []
+    for s in specs:
+        if s.data not in loaded:
+            payload = load_prepared(s.data)
+            kind = payload["kind"]
+            loaded[s.data] = (payload, ImageData(payload, device) if kind == "image" else GraphData(payload, device))
+        payload, data = loaded[s.data]
+        tag = f"[{s.run_key}] " if len(specs) > 1 else ""
+        members.append(_Member(s, device, payload, data, (lambda msg, t=tag: log(t + msg))))
+    image = members[0].image
+    if any(m.image != image for m in members):
+        raise PaibenchError("pack: image and graph runs cannot share a pack; expected one dataset kind per pack")
+    same_shape = len({(m.arch, m.width, json.dumps(m.arch_options or {}, sort_keys=True), m.spec.data)
+                      for m in members}) == 1
+    use_vmap = image and len(members) > 1 and (mode == "vmap" or (mode == "auto" and device.type == "cuda"))
+    if use_vmap and not same_shape:
+        if mode == "vmap":
+            raise PaibenchError("pack mode 'vmap': members differ in architecture, width or data; expected one "
+                                "architecture per pack (or mode 'loop')")
+        use_vmap = False
+    if len(members) > 1:
+        log(f"packing {len(members)} runs on {_device_name(device)} (mode {'vmap' if use_vmap else 'loop'})")
+    started = time.perf_counter()
+    for epoch in range(min(m.start_epoch for m in members), cfg["epochs"]):
+        active = [m for m in members if m.status == "ok" and m.start_epoch <= epoch]
+        if not active:
+            break
+        t0 = time.perf_counter()
+        for m in active:
+            m.begin_epoch(epoch)
+        outs: list = [None] * len(active)
+        if not image:
+            outs = [m.graph_step() for m in active]
+        elif use_vmap and len(active) > 1:
+            _vmap_epoch(active, cfg, device)
+        else:
+            n = len(active[0].data.y_train)
+            for i in range(0, n, cfg["batch_size"]):
+                for m in active:
+                    m.train_batch(i)
+        for m, o in zip(active, outs):
+            m.end_epoch(t0, o)
+    return [m.finish(started) for m in members]
+
+
+def train_run(spec: RunSpec, log=print) -> dict:
+    """Train one masked run, resuming from ``spec.checkpoint`` if it exists; writes metrics and epochs CSV."""
+    return train_pack([spec], log=log, mode="loop")[0]
 
 
 def summarize(history: list[dict], cfg: dict, status: str, kind: str) -> dict:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from paibench.data import cifar, digits, imagefolder, planetoid, sbm
+from paibench.data import cifar, digits, imagefolder, ogbn_arxiv, planetoid, sbm, tinyimagenet
 from paibench.data.base import DatasetInfo, DatasetSpec, info_from_payload, load_prepared, save_prepared
 from paibench.registry import Registry
 
@@ -14,5 +14,7 @@ DATASETS.add("cifar100", cifar.CIFAR100)
 DATASETS.add("imagefolder", imagefolder.SPEC)
 DATASETS.add("cora", planetoid.CORA)
 DATASETS.add("citeseer", planetoid.CITESEER)
+DATASETS.add("tinyimagenet", tinyimagenet.SPEC)
+DATASETS.add("ogbn-arxiv", ogbn_arxiv.SPEC)
 
 __all__ = ["DATASETS", "DatasetInfo", "DatasetSpec", "info_from_payload", "load_prepared", "save_prepared"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from paibench.models import gnn, resnet_cifar, vgg
+from paibench.models import gnn, mobilenet, resnet, resnet_cifar, vgg, wide_resnet
 from paibench.models.base import (
     ArchSpec,
     example_input,
@@ -21,6 +21,24 @@ ARCHS.add("gcn", ArchSpec("gcn", "graph", gnn.build_gcn,
                           {"hidden": Option(int, 256, minimum=1), "layers": Option(int, 3, minimum=2),
                            "dropout": Option(float, 0.5, minimum=0.0, maximum=0.99)},
                           "GCN, OGB arxiv baseline layout (3 layers, hidden 256, BN, dropout 0.5)"))
+for _d in (11, 13, 19):
+    ARCHS.add(f"vgg{_d}", ArchSpec(f"vgg{_d}", "image", vgg.builder(f"vgg{_d}"), description=f"VGG-{_d}-bn, CIFAR style (open_lth)"))
+ARCHS.add("vgg19_force", ArchSpec("vgg19_force", "image", vgg.builder("vgg19", "force"), description="VGG-19-bn as FORCE (no conv bias)"))
+ARCHS.add("vgg16_rreg", ArchSpec("vgg16_rreg", "image", vgg.builder("vgg16", "rreg"), description="VGG-16-bn as RReg (torchvision layout, 512-512 head)"))
+for _d in (32, 44, 56, 110):
+    ARCHS.add(f"resnet{_d}", ArchSpec(f"resnet{_d}", "image", resnet_cifar.builder(_d),
+                                      {"skip": Option(bool, True, help="keep the residual shortcuts")}, f"CIFAR ResNet-{_d}"))
+for _d in (18, 34, 50, 101, 152):
+    ARCHS.add(f"resnet{_d}", ArchSpec(f"resnet{_d}", "image", resnet.builder(_d),
+                                      {"stem": Option(str, "cifar", choices=("cifar", "imagenet"), help="3x3 no max-pool, or 7x7/2 + max-pool")},
+                                      f"ResNet-{_d} (CIFAR or ImageNet stem)"))
+for _d, _k in ((28, 4), (28, 10), (40, 14)):
+    ARCHS.add(f"wrn{_d}_{_k}", ArchSpec(f"wrn{_d}_{_k}", "image", wide_resnet.builder(_d, _k), description=f"Wide ResNet WRN-{_d}-{_k}"))
+ARCHS.add("mobilenetv2", ArchSpec("mobilenetv2", "image", mobilenet.build, description="MobileNetV2, CIFAR variant"))
+ARCHS.add("gin", ArchSpec("gin", "graph", gnn.build_gin,
+                          {"hidden": Option(int, 256, minimum=1), "layers": Option(int, 3, minimum=2),
+                           "dropout": Option(float, 0.5, minimum=0.0, maximum=0.99)},
+                          "GIN-0 (sum aggregation), 3 layers, hidden 256, BN, dropout 0.5"))
 
 
 def build_model(arch: str, info, width: float = 1.0, options: dict | None = None, seed: int | None = None):

@@ -1,8 +1,15 @@
-"""GCN for full-batch node classification, written in plain torch (sparse adjacency matmul).
+"""GCN and GIN for full-batch node classification, written in plain torch (sparse adjacency matmul).
 
-Defaults follow the OGB ogbn-arxiv GCN baseline: 3 layers, hidden 256, batch norm, ReLU, dropout 0.5.
-Each layer's weight matrix is an ``nn.Linear`` and therefore prunable like any linear layer.
-Forward takes ``(x, adj)`` with ``adj`` the sparse symmetric-normalised adjacency with self-loops.
+Defaults follow the OGB ogbn-arxiv GCN baseline (``examples/nodeproppred/arxiv/gnn.py``): 3 layers,
+hidden 256, batch norm, ReLU, dropout 0.5. OGB has no GIN baseline for arxiv; GIN uses the same depth,
+width and dropout, and a two-layer MLP per layer (Xu et al. 2019). Every weight matrix is an ``nn.Linear``
+and therefore prunable like any linear layer. Init: Kaiming normal (fan-in) with zero biases.
+
+Forward takes ``(x, adj)`` with ``adj`` the sparse symmetric-normalised adjacency with self-loops
+(:func:`normalized_adjacency`). GIN needs the *sum* aggregation ``(1 + eps) h_i + sum_{j in N(i)} h_j``;
+with eps = 0 (GIN-0) that is ``(A + I) h``, whose sparsity pattern is exactly that of ``adj``, so GIN
+takes the same tensor and replaces its values by ones (:func:`sum_adjacency`). One input format serves
+both models, the training loop and the effective-compression check (one self-looped node).
 """
 
 from __future__ import annotations
@@ -24,6 +31,12 @@ def normalized_adjacency(edge_index: torch.Tensor, num_nodes: int) -> torch.Tens
     deg = torch.zeros(num_nodes, device=idx.device).index_add_(0, idx[0], vals)
     inv = deg.pow(-0.5)
     return torch.sparse_coo_tensor(idx, inv[idx[0]] * vals * inv[idx[1]], (num_nodes, num_nodes)).coalesce()
+
+
+def sum_adjacency(adj: torch.Tensor) -> torch.Tensor:
+    """A + I (unweighted) from the normalised adjacency: same pattern, all values one."""
+    adj = adj.coalesce()
+    return torch.sparse_coo_tensor(adj.indices(), torch.ones_like(adj.values()), adj.shape).coalesce()
 
 
 class GCNLayer(nn.Module):
@@ -55,3 +68,39 @@ class GCN(nn.Module):
 
 def build_gcn(info, width: float = 1.0, hidden: int = 256, layers: int = 3, dropout: float = 0.5):
     return GCN(info.num_features, info.num_classes, scaled(hidden, width), layers, dropout)
+
+
+class GINLayer(nn.Module):
+    """GIN-0: MLP((A + I) h) with a Linear-BN-ReLU-Linear MLP."""
+
+    def __init__(self, cin: int, cout: int, hidden: int):
+        super().__init__()
+        self.lin1 = nn.Linear(cin, hidden)
+        self.bn = nn.BatchNorm1d(hidden)
+        self.lin2 = nn.Linear(hidden, cout)
+
+    def forward(self, x, sum_adj):
+        h = torch.sparse.mm(sum_adj, x)
+        return self.lin2(F.relu(self.bn(self.lin1(h))))
+
+
+class GIN(nn.Module):
+    def __init__(self, in_features: int, num_classes: int, hidden: int = 256, layers: int = 3, dropout: float = 0.5):
+        super().__init__()
+        dims = [in_features] + [hidden] * (layers - 1) + [num_classes]
+        self.convs = nn.ModuleList(GINLayer(a, b, hidden) for a, b in zip(dims[:-1], dims[1:]))
+        self.norms = nn.ModuleList(nn.BatchNorm1d(d) for d in dims[1:-1])
+        self.dropout = dropout
+        kaiming_init(self)
+
+    def forward(self, x, adj):
+        sum_adj = sum_adjacency(adj)
+        for i, conv in enumerate(self.convs):
+            x = conv(x, sum_adj)
+            if i < len(self.norms):
+                x = F.dropout(F.relu(self.norms[i](x)), self.dropout, self.training)
+        return x
+
+
+def build_gin(info, width: float = 1.0, hidden: int = 256, layers: int = 3, dropout: float = 0.5):
+    return GIN(info.num_features, info.num_classes, scaled(hidden, width), layers, dropout)
