@@ -15,11 +15,11 @@ byte-identical files.
 from __future__ import annotations
 
 import json
+import struct
 from pathlib import Path
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
 
 from paibench.utils import atomic_path
 
@@ -36,7 +36,26 @@ def save_mask(masks: dict[str, torch.Tensor], path: str | Path, metadata: dict) 
     for key, value in metadata.items():
         meta[key] = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
     with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=dict(sorted(meta.items())))
+        tmp.write_bytes(serialize_bool_safetensors(tensors, meta))
+
+
+def serialize_bool_safetensors(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> bytes:
+    """The safetensors layout written byte-for-byte deterministically.
+
+    The safetensors library serialises ``__metadata__`` from a hash map whose order changes between
+    processes, which would break byte-identical masks, so the header is built here with sorted keys.
+    Layout: 8-byte little-endian header length, JSON header (space-padded to 8 bytes), then the raw data.
+    """
+    header: dict = {"__metadata__": dict(sorted(metadata.items()))}
+    chunks, offset = [], 0
+    for name in sorted(tensors):
+        data = tensors[name].numpy().astype("bool").tobytes()
+        header[name] = {"dtype": "BOOL", "shape": list(tensors[name].shape), "data_offsets": [offset, offset + len(data)]}
+        chunks.append(data)
+        offset += len(data)
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    return struct.pack("<Q", len(text)) + text + b"".join(chunks)
 
 
 def load_mask(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

@@ -1,0 +1,50 @@
+"""Config validation: one clear message naming the key, the bad value and what is allowed."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from paibench.config import Grid, load_config_file
+from paibench.errors import PaibenchError
+from conftest import REPO, tiny_config
+
+
+def test_default_config_is_valid_and_meets_the_minimum_grid():
+    grid = Grid(load_config_file(REPO / "config" / "config.yaml"))
+    pruned = [r for r in grid.runs if r.method != "dense"]
+    assert len({r.method for r in pruned}) >= 2 and len({r.arch for r in grid.runs}) >= 2
+    assert len({r.compression for r in pruned}) >= 4 and len({r.seed for r in grid.runs}) >= 2
+    assert {grid.datasets[d].type for d in {r.dataset for r in grid.runs}} == {"digits", "sbm"}
+
+
+def test_run_keys_and_paths():
+    grid = Grid(tiny_config())
+    keys = {r.key for r in grid.runs}
+    assert "tiny/digits/vgg16_w0.125/erk/c100/s0" in keys
+    assert "tiny/digits/vgg16_w0.125/dense/c1/s0" in keys  # dense runs once, at ratio 1
+    assert len(keys) == len(grid.runs) == 5
+
+
+def _bad(mutate):
+    cfg = tiny_config()
+    mutate(cfg)
+    with pytest.raises(PaibenchError) as info:
+        Grid(cfg)
+    return str(info.value)
+
+
+@pytest.mark.parametrize("mutate, needles", [
+    (lambda c: c["experiments"]["tiny"]["methods"].append("magic"), ["methods[3]", "'magic'", "expected one of", "erk"]),
+    (lambda c: c["experiments"]["tiny"].update(compressions=[0.5]), ["compressions[0]", "0.5"]),
+    (lambda c: c["experiments"]["tiny"].update(seeds=[]), ["seeds", "non-empty"]),
+    (lambda c: c["experiments"]["tiny"].update(archs=[{"name": "gcn"}]), ["archs[0]", "'gcn'", "graph model", "vgg16"]),
+    (lambda c: c["experiments"]["tiny"].update(datasets=["mnist"]), ["datasets[0]", "'mnist'", "digits"]),
+    (lambda c: c.update(experiments={}), ["experiments", "non-empty"]),
+])
+def test_bad_configs_name_key_value_and_allowed(mutate, needles):
+    message = _bad(mutate)
+    assert "\n" not in message
+    for needle in needles:
+        assert needle in message, message
