@@ -43,9 +43,18 @@ def _positive_float(text: str) -> float:
 
 
 def cmd_mask(args) -> int:
-    from paibench.data import load_prepared
+    from paibench.data import DATASETS, load_prepared
+    from paibench.errors import bad_value
+    from paibench.models import ARCHS
     from paibench.pruning import make_mask
+    from paibench.pruning.methods import METHODS
 
+    # Check names and architecture options first so the error names the flag the user typed.
+    for flag, registry, name in (("--dataset", DATASETS, args.dataset), ("--arch", ARCHS, args.arch),
+                                 ("--method", METHODS, args.method)):
+        if name not in registry:
+            raise bad_value(flag, name, registry.names())
+    ARCHS.get(args.arch).parse_options(parse_kv_list(args.arch_opt, "--arch-opt"), "--arch-opt")
     payload = load_prepared(args.data) if args.data else None
     stats = make_mask(
         args.dataset, args.arch, args.method, args.compression, args.seed, args.out,

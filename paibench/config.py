@@ -61,7 +61,25 @@ def _schema_error(config: dict, schema: dict) -> PaibenchError | None:
         message = f"{error.instance!r} is not allowed; expected one of {', '.join(map(str, error.validator_value))}"
     elif error.validator == "additionalProperties" and error.validator_value is False:
         allowed = ", ".join(sorted(error.schema.get("properties", {})))
-        message = f"{message}; allowed keys: {allowed}"
+        extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+        message = f"unknown key {extra[0]!r} is not allowed; expected one of the keys {allowed}" if extra else \
+            f"{message}; allowed keys: {allowed}"
+    else:
+        # jsonschema's wording names the value but not always what is allowed; say both in one phrase.
+        value, limit = error.instance, error.validator_value
+        expected = {
+            "type": f"a {' or '.join(limit) if isinstance(limit, list) else limit}".replace("a object", "a mapping")
+                    .replace("a array", "a list").replace("a integer", "an integer"),
+            "minimum": f"a value >= {limit}", "exclusiveMinimum": f"a value > {limit}",
+            "maximum": f"a value <= {limit}", "exclusiveMaximum": f"a value < {limit}",
+            "minItems": "a non-empty list", "minProperties": "at least one entry",
+            "uniqueItems": "each entry once", "pattern": "a name of letters, digits and _.=+- (no '/' or spaces)",
+        }.get(error.validator)
+        if expected:
+            message = f"{value!r} is not allowed; expected {expected}"
+        elif error.validator == "required":
+            missing = next((k for k in limit if k not in value), limit[0])
+            message = f"required key {missing!r} is missing; expected the keys {', '.join(limit)}"
     return PaibenchError(f"config error at {where}: {message}")
 
 
@@ -158,8 +176,8 @@ class Grid:
                     raise PaibenchError(f"config error at datasets.{label}.{key}: {options[key]!r} does not exist; "
                                         f"expected an existing folder")
         if dtype == "imagefolder" and not options.get("path"):
-            raise PaibenchError(f"config error at datasets.{label}.path: missing; imagefolder needs the folder "
-                                f"holding train/ and test/")
+            raise PaibenchError(f"config error at datasets.{label}.path: missing; expected the folder (or tar) "
+                                f"holding train/ and test/, required for imagefolder")
         entry = DatasetEntry(label, dtype, spec.kind, options)
         self.datasets[label] = entry
         return entry
@@ -208,8 +226,8 @@ class Grid:
             for i, a in enumerate(archs):
                 kind = ARCHS.get(a.name).kind
                 if kind != d.kind:
-                    raise PaibenchError(f"config error at {where}.archs[{i}]: {a.name!r} is a {kind} model and cannot "
-                                        f"run on the {d.kind} dataset {d.label!r}; expected one of "
+                    raise PaibenchError(f"config error at {where}.archs[{i}]: {a.name!r} is {'an' if kind[0] in 'aeiou' else 'a'} {kind} model and "
+                                        f"cannot run on the {d.kind} dataset {d.label!r}; expected one of "
                                         f"{', '.join(n for n in ARCHS.names() if ARCHS.get(n).kind == d.kind)}")
         self.train[name] = parse_train_config({**base_train, **exp.get("train", {})}, f"{where}.train")
         for d in datasets:

@@ -19,6 +19,11 @@ class _Required:
 REQUIRED = _Required()  # default of an option that must be given
 
 
+def _a(type_name: str) -> str:
+    return {"int": "an integer", "float": "a number", "bool": "a boolean (true/false)", "list": "a list",
+            "str": "a string"}.get(type_name, f"a {type_name}")
+
+
 @dataclass(frozen=True)
 class Option:
     type: type
@@ -48,16 +53,20 @@ class Option:
                 if isinstance(raw, bool):
                     raise ValueError
                 value = float(raw)
+            elif self.type is list:
+                if not isinstance(raw, (list, tuple)):  # list("abc") would silently split a string
+                    raise ValueError
+                value = list(raw)
             else:
                 value = self.type(raw)
         except (TypeError, ValueError):
-            raise bad_value(field, raw, f"a {self.type.__name__}") from None
+            raise bad_value(field, raw, _a(self.type.__name__)) from None
         if self.choices is not None and value not in self.choices:
             raise bad_value(field, raw, list(self.choices))
         if self.minimum is not None and value < self.minimum:
-            raise bad_value(field, raw, f"a {self.type.__name__} >= {self.minimum}")
+            raise bad_value(field, raw, f"{_a(self.type.__name__)} >= {self.minimum}")
         if self.maximum is not None and value > self.maximum:
-            raise bad_value(field, raw, f"a {self.type.__name__} <= {self.maximum}")
+            raise bad_value(field, raw, f"{_a(self.type.__name__)} <= {self.maximum}")
         return value
 
 
@@ -65,14 +74,14 @@ def parse_options(spec: Mapping[str, Option], raw: Mapping[str, Any], field: str
     """Validate `raw` against `spec`, fill defaults; unknown keys are an error naming the allowed keys."""
     unknown = sorted(set(raw) - set(spec))
     if unknown:
-        allowed = sorted(spec) or ["(no options)"]
-        raise bad_value(f"{field}.{unknown[0]}", raw[unknown[0]], f"one of the option keys {', '.join(allowed)}")
+        allowed = f"one of the option keys {', '.join(sorted(spec))}" if spec else "no options (this entry takes none)"
+        raise bad_value(f"{field}.{unknown[0]}", raw[unknown[0]], allowed)
     out = {}
     for key, opt in spec.items():
         if key in raw:
             out[key] = opt.parse(f"{field}.{key}", raw[key])
         elif opt.default is REQUIRED:
-            allowed = f"one of {', '.join(map(str, opt.choices))}" if opt.choices else f"a {opt.type.__name__}"
+            allowed = f"one of {', '.join(map(str, opt.choices))}" if opt.choices else _a(opt.type.__name__)
             raise PaibenchError(f"{field}.{key}: missing; this option is required ({allowed})")
         else:
             out[key] = opt.default
