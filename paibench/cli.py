@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
@@ -124,7 +125,13 @@ def cmd_train(args) -> int:
         run_key=args.run_key or args.out_dir, train=cfg, dataset=args.dataset, arch=args.arch, width=args.width,
         arch_options=parse_kv_list(args.arch_opt, "--arch-opt"), seed=args.seed, threads=args.threads,
     )
-    metrics = train_run(spec, log=lambda msg: print(msg, flush=True))
+    from paibench.gpu_slots import gpu_slot
+
+    log = lambda msg: print(msg, flush=True)  # noqa: E731
+    # Several local jobs on a multi-GPU machine: each claims its own GPU (no-op under SLURM or on CPU).
+    slot = gpu_slot(log=log) if cfg["device"] != "cpu" else contextlib.nullcontext()
+    with slot:
+        metrics = train_run(spec, log=log)
     print(f"status={metrics['status']} accuracy={metrics['accuracy']}")
     return 0
 

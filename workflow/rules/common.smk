@@ -17,6 +17,19 @@ except PaibenchError as exc:
 RUNS = GRID.runs
 RES = GRID.resources
 
+# Local runs: a training job on CUDA holds one `gpu` and at most <visible GPUs> run at once (unless
+# --resources gpu=N is given); `paibench train` then picks which GPU (paibench/gpu_slots.py). Under an
+# executor plugin such as SLURM the profile's set-resources decide (train: gpu: 1) and nothing is capped.
+from paibench.gpu_slots import visible_gpu_count
+
+LOCAL_GPUS = visible_gpu_count() if workflow.local_exec else 0
+if LOCAL_GPUS and "gpu" not in workflow.global_resources:
+    workflow.register_resource("gpu", LOCAL_GPUS)
+
+
+def train_gpus(wildcards):
+    return 1 if LOCAL_GPUS and GRID.train[wildcards.experiment]["device"] != "cpu" else 0
+
 
 def quoted(args):
     return " ".join(shlex.quote(str(a)) for a in args)

@@ -19,6 +19,7 @@ rule train:
     resources:
         mem_mb=RES["train_mem_mb"],
         runtime=RES["train_runtime"],
+        gpu=train_gpus,
     conda:
         "../../envs/environment.yaml"
     shell:
