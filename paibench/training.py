@@ -316,9 +316,15 @@ class _Member:
         self.history: list[dict] = []
         self.start_epoch = 0
         self.ckpt_path = Path(spec.checkpoint)
+        state = None
         if self.ckpt_path.exists():
-            state = torch.load(self.ckpt_path, map_location=device, weights_only=True)
-            if state.get("run_key") == spec.run_key and state.get("train") == json.dumps(cfg, sort_keys=True):
+            try:  # weights_only: a checkpoint holding arbitrary pickled objects is refused, never executed
+                state = torch.load(self.ckpt_path, map_location=device, weights_only=True)
+            except Exception as exc:  # noqa: BLE001 (any unreadable checkpoint means: start this run over)
+                log(f"ignoring checkpoint {self.ckpt_path}: unreadable with weights_only=True "
+                    f"({type(exc).__name__}); starting from epoch 0")
+        if state is not None:
+            if isinstance(state, dict) and state.get("run_key") == spec.run_key and state.get("train") == json.dumps(cfg, sort_keys=True):
                 model.load_state_dict(state["model"])
                 self.optimizer.load_state_dict(state["optimizer"])
                 self.history = list(state["history"])
