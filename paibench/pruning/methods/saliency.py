@@ -1,0 +1,279 @@
+"""Single-shot ranking methods: magnitude, SNIP, GraSP, SynFlow.
+
+Each method scores every prunable weight and keeps the `target_kept` best, globally by default or with
+the same density in every layer (``scope=layer``). Scores are computed on a private copy of the model,
+so the run's initial weights and BN statistics are never touched. Data-dependent methods run the copy
+in train mode (as the references do) under a global RNG seeded from ``ctx.generator``, so dropout in
+e.g. the GCN is reproducible and the same seed gives the same mask.
+
+References: SNIP (Lee et al., ICLR 2019; mi-lad/snip, ganguli-lab/Synaptic-Flow ``SNIP``); GraSP
+(Wang et al., ICLR 2020; alecwangcq/GraSP ``pruner/GraSP.py``); SynFlow (Tanaka et al., NeurIPS 2020;
+ganguli-lab/Synaptic-Flow ``SynFlow`` and ``prune_loop``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from typing import Callable, Iterable, Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from paibench.models.base import example_input, prunable_parameters
+from paibench.options import Option
+from paibench.pruning.core import Masks, MethodSpec, PruneContext, allocate, kept_for
+
+Scores = dict[str, torch.Tensor]
+
+SCOPE = Option(str, "global", choices=("global", "layer"),
+               help="global: one threshold over all layers; layer: the same density in every layer")
+SAMPLES_PER_CLASS = Option(int, 10, minimum=1, help="class-balanced sample: images of every class per batch")
+
+
+# ---------------------------------------------------------------------------------------------------
+# exact top-k (same result as core.top_k_masks, in O(n) instead of a full sort)
+# ---------------------------------------------------------------------------------------------------
+
+def _top_k_flat(flat: torch.Tensor, k: int) -> torch.Tensor:
+    """Bool mask of the k largest entries; ties at the threshold go to the lowest positions.
+
+    Identical to taking the first k of a stable descending sort (core.top_k_masks), but uses
+    kthvalue, which matters when SynFlow/FORCE re-threshold tens of millions of scores every round.
+    """
+    n = flat.numel()
+    keep = torch.zeros(n, dtype=torch.bool)
+    if k <= 0:
+        return keep
+    if k >= n:
+        keep[:] = True
+        return keep
+    thr = torch.kthvalue(flat, n - k + 1).values
+    keep = flat > thr
+    need = k - int(keep.sum())
+    if need > 0:
+        keep[torch.nonzero(flat == thr).flatten()[:need]] = True
+    return keep
+
+
+def rank_masks(scores: Mapping[str, torch.Tensor], kept: int, scope: str = "global") -> Masks:
+    """Keep the `kept` highest scores (globally, or per layer at equal density); exact counts."""
+    cpu = {n: s.detach().flatten().double().cpu() for n, s in scores.items()}
+    if scope == "layer":
+        sizes = {n: s.numel() for n, s in cpu.items()}
+        counts = allocate(sizes, {n: float(v) for n, v in sizes.items()}, kept)
+        return {n: _top_k_flat(cpu[n], counts[n]).view(scores[n].shape) for n in scores}
+    keep = _top_k_flat(torch.cat(list(cpu.values())), kept)
+    out, offset = {}, 0
+    for n, s in scores.items():
+        out[n] = keep[offset: offset + s.numel()].view(s.shape)
+        offset += s.numel()
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------
+# shared helpers for data-dependent scores
+# ---------------------------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def seeded_rng(ctx: PruneContext):
+    """Seed torch's global RNG (dropout) from the method's generator, restoring it afterwards."""
+    seed = int(torch.randint(0, 2**62, (1,), generator=ctx.generator))
+    devices = [ctx.device.index or 0] if ctx.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
+
+
+def working_copy(ctx: PruneContext) -> tuple[nn.Module, dict[str, nn.Parameter]]:
+    net = copy.deepcopy(ctx.model).to(ctx.device).train()
+    net.zero_grad(set_to_none=True)
+    return net, prunable_parameters(net)
+
+
+def need_batches(ctx: PruneContext, method: str):
+    if ctx.batches is None:
+        from paibench.errors import PaibenchError
+
+        raise PaibenchError(f"--data: method {method!r} needs data; pass the prepared dataset file with --data")
+    return ctx.batches
+
+
+def loss_of(net: nn.Module, batch) -> torch.Tensor:
+    inputs, targets = batch
+    # ignore_index=-100 (the default) drops the non-training nodes of graph batches
+    return F.cross_entropy(net(*inputs), targets, ignore_index=-100)
+
+
+def average_gradients(net: nn.Module, params: Mapping[str, nn.Parameter], batches: Iterable) -> Scores:
+    """Mean over `batches` of dL/dw for every prunable weight (FORCE's get_average_gradients)."""
+    total: Scores = {}
+    count = 0
+    for batch in batches:
+        grads = torch.autograd.grad(loss_of(net, batch), list(params.values()), allow_unused=True)
+        for (n, p), g in zip(params.items(), grads):
+            g = torch.zeros_like(p) if g is None else g
+            total[n] = total[n] + g if n in total else g.detach().clone()
+        count += 1
+    return {n: g / count for n, g in total.items()}
+
+
+def _scope(ctx: PruneContext) -> str:
+    return ctx.options.get("scope", "global")
+
+
+def ranking_method(score_fn: Callable[[PruneContext], Scores]) -> Callable[[PruneContext], Masks]:
+    def method(ctx: PruneContext) -> Masks:
+        return rank_masks(score_fn(ctx), ctx.target_kept, _scope(ctx))
+
+    return method
+
+
+def budget_of(fn: Callable[[PruneContext], Masks]) -> Callable[[PruneContext], dict[str, int]]:
+    """Per-layer kept counts of a method's own mask (deterministic: same ctx state, same counts)."""
+    return lambda ctx: {n: int(m.sum()) for n, m in fn(ctx).items()}
+
+
+# ---------------------------------------------------------------------------------------------------
+# the four scores
+# ---------------------------------------------------------------------------------------------------
+
+def magnitude_scores(ctx: PruneContext) -> Scores:
+    return {n: p.detach().abs() for n, p in ctx.params.items()}
+
+
+def snip_scores(ctx: PruneContext) -> Scores:
+    """|dL/dm| at m = 1, which equals |w * dL/dw| (gradients averaged over `num_batches` batches)."""
+    batches = need_batches(ctx, "snip")
+    with seeded_rng(ctx):
+        net, params = working_copy(ctx)
+        grads = average_gradients(net, params, batches(int(ctx.options.get("num_batches", 1))))
+    return {n: (params[n].detach() * grads[n]).abs() for n in params}
+
+
+def _halves(batch):
+    """GraSP's reference splits each class-balanced sample into two halves; graphs stay whole."""
+    inputs, targets = batch
+    if len(inputs) == 1 and inputs[0].shape[0] == targets.shape[0] and targets.shape[0] >= 2:
+        half = targets.shape[0] // 2
+        return [((inputs[0][:half],), targets[:half]), ((inputs[0][half:],), targets[half:])]
+    return [batch]
+
+
+def grasp_scores(ctx: PruneContext) -> Scores:
+    """GraSP's score S = -theta * Hg (temperature T on the logits); the mask removes the highest S."""
+    batches = need_batches(ctx, "grasp")
+    temp = float(ctx.options.get("temperature", 200.0))
+    with seeded_rng(ctx):
+        net, params = working_copy(ctx)
+        weights = list(params.values())
+        parts = [part for batch in batches(int(ctx.options.get("num_iters", 1))) for part in _halves(batch)]
+
+        def tempered_loss(part):
+            inputs, targets = part
+            return F.cross_entropy(net(*inputs) / temp, targets, ignore_index=-100)
+
+        # g: the (stopped) gradient summed over all parts
+        stopped = [torch.zeros_like(w) for w in weights]
+        for part in parts:
+            for acc, g in zip(stopped, torch.autograd.grad(tempered_loss(part), weights, allow_unused=True)):
+                if g is not None:
+                    acc += g.detach()
+        # Hg = d(g_stopped . grad L)/dw, accumulated over the same parts
+        for part in parts:
+            grads = torch.autograd.grad(tempered_loss(part), weights, create_graph=True, allow_unused=True)
+            z = sum((s * g).sum() for s, g in zip(stopped, grads) if g is not None)
+            z.backward()
+        return {n: -(p.detach() * (p.grad if p.grad is not None else torch.zeros_like(p))) for n, p in params.items()}
+
+
+def grasp(ctx: PruneContext) -> Masks:
+    # "remove the highest scores": keep the lowest -theta*Hg, i.e. the highest theta*Hg
+    return rank_masks({n: -s for n, s in grasp_scores(ctx).items()}, ctx.target_kept, _scope(ctx))
+
+
+def _linearised_copy(ctx: PruneContext) -> nn.Module:
+    """float64, eval mode, |every parameter and buffer|; the copy is thrown away, so no sign restore is needed."""
+    net = copy.deepcopy(ctx.model).to(ctx.device).double().eval()
+    with torch.no_grad():
+        for t in net.state_dict().values():
+            if t.is_floating_point():
+                t.abs_()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    return net
+
+
+def synflow(ctx: PruneContext) -> Masks:
+    """Iterative SynFlow: |theta| in float64, eval mode, all-ones input, R = sum(output), score |theta * dR/dtheta|.
+
+    Round r of `rounds` keeps total * density^(r/rounds) weights (the exponential schedule); pruned weights
+    are zeroed and stay pruned (only live weights are ranked). Exact counts, ties to the lowest position.
+    Work outside the forward/backward pass is O(live weights), which shrinks geometrically.
+    """
+    rounds = int(ctx.options.get("rounds", 100))
+    scope = _scope(ctx)
+    net = _linearised_copy(ctx)
+    params = prunable_parameters(net)
+    names = list(params)
+    weights = [params[n] for n in names]
+    for p in weights:
+        p.requires_grad_(True)
+    flat_w = [p.data.view(-1) for p in weights]  # views: zeroing an entry prunes it in the network
+    sizes = {n: p.numel() for n, p in zip(names, weights)}
+    live = [torch.arange(p.numel(), device=p.device) for p in weights]  # ascending kept positions per layer
+    inputs = tuple(t.to(ctx.device) for t in example_input(ctx.info, batch=1, dtype=torch.float64))
+    total = ctx.total
+    for r in range(1, rounds + 1):
+        kept = ctx.target_kept if r == rounds else kept_for(total, ctx.compression ** (r / rounds))
+        grads = torch.autograd.grad(net(*inputs).sum(), weights)
+        scores = [(g.view(-1)[idx] * w[idx]).abs_() for g, w, idx in zip(grads, flat_w, live)]
+        if scope == "layer":
+            counts = allocate(sizes, {n: float(v) for n, v in sizes.items()}, kept)
+            keeps = [_top_k_flat(s, min(counts[n], s.numel())) for n, s in zip(names, scores)]
+        else:
+            keep = _top_k_flat(torch.cat(scores), kept)
+            keeps = list(torch.split(keep, [s.numel() for s in scores]))
+        with torch.no_grad():
+            for i, k in enumerate(keeps):
+                flat_w[i][live[i][~k]] = 0.0
+                live[i] = live[i][k]
+    masks = {}
+    for n, p, idx in zip(names, weights, live):
+        m = torch.zeros(p.numel(), dtype=torch.bool)
+        m[idx.cpu()] = True
+        masks[n] = m.view(p.shape)
+    return masks
+
+
+def synflow_scores(ctx: PruneContext) -> Scores:
+    """One-shot SynFlow scores of the dense network (round 1 of the iterative method)."""
+    net = _linearised_copy(ctx)
+    params = prunable_parameters(net)
+    for p in params.values():
+        p.requires_grad_(True)
+    inputs = tuple(t.to(ctx.device) for t in example_input(ctx.info, batch=1, dtype=torch.float64))
+    grads = torch.autograd.grad(net(*inputs).sum(), list(params.values()))
+    return {n: (g * p).detach().abs() for (n, p), g in zip(params.items(), grads)}
+
+
+magnitude = ranking_method(magnitude_scores)
+snip = ranking_method(snip_scores)
+
+MAGNITUDE = MethodSpec("magnitude", magnitude, data_free=True, budget=budget_of(magnitude),
+                       options={"scope": SCOPE},
+                       description="keep the largest |w| of the initial weights")
+SNIP = MethodSpec("snip", snip, data_free=False, budget=budget_of(snip),
+                  options={"scope": SCOPE, "samples_per_class": SAMPLES_PER_CLASS,
+                           "num_batches": Option(int, 1, minimum=1, help="batches whose gradients are averaged")},
+                  description="SNIP: keep the largest |dL/dm| = |w * dL/dw| on a class-balanced sample")
+GRASP = MethodSpec("grasp", grasp, data_free=False, budget=budget_of(grasp),
+                   options={"scope": SCOPE, "samples_per_class": SAMPLES_PER_CLASS,
+                            "num_iters": Option(int, 1, minimum=1, help="class-balanced samples drawn (reference num_iters)"),
+                            "temperature": Option(float, 200.0, minimum=1e-6, help="logits are divided by T")},
+                   description="GraSP: score -theta*Hg at temperature T=200, remove the highest scores")
+SYNFLOW = MethodSpec("synflow", synflow, data_free=True, budget=budget_of(synflow),
+                     options={"scope": SCOPE,
+                              "rounds": Option(int, 100, minimum=1, help="pruning rounds on the exponential schedule")},
+                     description="SynFlow: data-free iterative synaptic flow (|theta|, all-ones input, float64, eval mode)")
