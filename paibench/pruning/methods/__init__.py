@@ -4,9 +4,18 @@ from __future__ import annotations
 
 from paibench.pruning.core import MethodSpec
 from paibench.pruning.methods import basic
+from paibench.pruning.methods import budgets, iterative, saliency
 from paibench.registry import Registry
 
 METHODS: Registry[MethodSpec] = Registry("method")
 METHODS.add("dense", basic.DENSE)
 METHODS.add("random", basic.RANDOM)
 METHODS.add("erk", basic.ERK)
+METHODS.add("er", budgets.ER)
+METHODS.add("igq", budgets.IGQ)
+METHODS.add("magnitude", saliency.MAGNITUDE)
+METHODS.add("snip", saliency.SNIP)
+METHODS.add("grasp", saliency.GRASP)
+METHODS.add("synflow", saliency.SYNFLOW)
+METHODS.add("iter_snip", iterative.ITER_SNIP)
+METHODS.add("force", iterative.FORCE)
