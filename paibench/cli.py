@@ -83,10 +83,14 @@ def cmd_inspect(args) -> int:
         return 0
     for k in keys:
         print(f"{k:22s} {stats.get(k)}")
-    print(f"{'layer':40s} {'numel':>10s} {'kept':>10s} {'eff_kept':>10s} {'density':>8s} {'eff_dens':>8s} {'dead_in':>7s} {'dead_out':>8s}")
+    print(f"{'layer':40s} {'numel':>10s} {'kept':>10s} {'eff_kept':>10s} {'density':>8s} {'eff_dens':>8s} {'dead_in':>7s} {'dead_out':>8s}"
+          f" {'expansion':>9s} {'gap':>6s}")
     for layer in stats["layers"]:
+        # expansion / spectral gap exist only for channel-graph masks (constant over the kernel): "-" elsewhere
+        exp_, gap = layer.get("expansion"), layer.get("spectral_gap")
         print(f"{layer['name']:40s} {layer['numel']:10d} {layer['kept']:10d} {layer['effective_kept']:10d} "
-              f"{layer['density']:8.4f} {layer['effective_density']:8.4f} {layer.get('dead_inputs', 0):7d} {layer.get('dead_outputs', 0):8d}")
+              f"{layer['density']:8.4f} {layer['effective_density']:8.4f} {layer.get('dead_inputs', 0):7d} {layer.get('dead_outputs', 0):8d}"
+              f" {'-' if exp_ is None else f'{exp_:9.3f}':>9s} {'-' if gap is None else f'{gap:6.3f}':>6s}")
     return 0
 
 
@@ -136,6 +140,35 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_train_pack(args) -> int:
+    from paibench.training import RunSpec, parse_train_config, train_pack
+
+    cfg = parse_train_config(json.loads(args.train_config) if args.train_config else {}, "--train-config")
+    members = [json.loads(Path(args.manifest).read_text())] if args.manifest else []
+    members = [m for group in members for m in group] + [json.loads(text) for text in args.member or []]
+    if not members:
+        raise PaibenchError("train-pack: no members; expected --member JSON (repeatable) or --manifest FILE")
+    allowed = {"data", "mask", "out_dir", "checkpoint", "run_key", "dataset", "arch", "width", "arch_options", "seed"}
+    specs = []
+    for i, m in enumerate(members):
+        unknown = sorted(set(m) - allowed)
+        missing = sorted({"data", "mask", "out_dir"} - set(m))
+        if unknown or missing:
+            raise PaibenchError(f"train-pack: member {i}: unknown keys {unknown}, missing keys {missing}; "
+                                f"allowed keys: {', '.join(sorted(allowed))}")
+        specs.append(RunSpec(
+            data=m["data"], mask=m["mask"], out_dir=m["out_dir"],
+            checkpoint=m.get("checkpoint") or str(Path(m["out_dir"]) / "checkpoint.pt"),
+            run_key=m.get("run_key") or m["out_dir"], train=cfg, dataset=m.get("dataset", ""), arch=m.get("arch", ""),
+            width=float(m.get("width", 1.0)), arch_options=m.get("arch_options") or {}, seed=int(m.get("seed", 0)),
+            threads=args.threads,
+        ))
+    results = train_pack(specs, log=lambda msg: print(msg, flush=True), mode=args.mode)
+    for spec, metrics in zip(specs, results):
+        print(f"{spec.run_key}: status={metrics['status']} accuracy={metrics['accuracy']}")
+    return 0
+
+
 def cmd_evaluate(args) -> int:
     from paibench.training import evaluate_run
 
@@ -163,6 +196,43 @@ def cmd_plot(args) -> int:
 
     runs = pd.read_csv(args.runs)
     for path in accuracy_vs_compression(runs, args.out, x=args.x):
+        print(path)
+    return 0
+
+
+def _listed_files(args) -> list[str]:
+    files = list(args.metrics)
+    if args.metrics_list:
+        files += Path(args.metrics_list).read_text().split()
+    return files
+
+
+def cmd_figures(args) -> int:
+    from paibench.analysis.figures import draw_experiment
+    from paibench.analysis.results import load_layers, load_runs
+
+    runs = load_runs(_listed_files(args))
+    if args.experiment:
+        runs = runs[runs["experiment"] == args.experiment] if not runs.empty else runs
+    if runs.empty:
+        raise PaibenchError(f"no metrics files of experiment {args.experiment!r} were given; expected at least one run")
+    for path in draw_experiment(runs, load_layers(runs, args.masks_root), args.out_dir, args.profile_compression):
+        print(path)
+    return 0
+
+
+def cmd_tables(args) -> int:
+    from paibench.analysis.results import load_runs
+    from paibench.analysis.tables import PAPERS, write_all
+
+    papers: dict[str, list[str]] = {}
+    for item in args.paper or []:
+        name, _, experiments = item.partition("=")
+        if name not in PAPERS:
+            raise PaibenchError(f"--paper {item!r}: {name!r} is not allowed; expected one of {', '.join(PAPERS)}")
+        papers[name] = [e for e in experiments.split(",") if e]
+    runs = load_runs(_listed_files(args))
+    for path in write_all(runs, args.out_dir, papers or None):
         print(path)
     return 0
 
@@ -236,6 +306,18 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--threads", type=_nonneg_int, default=0)
     t.set_defaults(func=cmd_train)
 
+    tp = sub.add_parser("train-pack", help="train several runs of one architecture together in one process")
+    tp.add_argument("--member", action="append", metavar="JSON",
+                    help='one run: {"data", "mask", "out_dir", "checkpoint", "run_key", "dataset", "arch", "width", '
+                         '"arch_options", "seed"} (repeatable)')
+    tp.add_argument("--manifest", help="JSON file with a list of member objects")
+    tp.add_argument("--train-config", help="JSON object of training options (one recipe for the whole pack)")
+    tp.add_argument("--threads", type=_nonneg_int, default=0, help="CPU threads (0: all cores)")
+    tp.add_argument("--mode", default="auto", choices=("auto", "loop", "vmap"),
+                    help="loop: interleaved, bitwise equal to solo runs; vmap: one vectorised model (GPU); "
+                         "auto: vmap on CUDA, else loop")
+    tp.set_defaults(func=cmd_train_pack)
+
     e = sub.add_parser("evaluate", help="re-measure a trained run's test accuracy from its saved weights")
     e.add_argument("--data", required=True)
     e.add_argument("--mask", required=True)
@@ -256,6 +338,22 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--out", required=True)
     pl.add_argument("--x", default="compression", choices=("compression", "nominal_compression", "effective_compression"))
     pl.set_defaults(func=cmd_plot)
+
+    fg = sub.add_parser("figures", help="the papers' figures of one experiment from cached metrics (PNG and PDF)")
+    fg.add_argument("metrics", nargs="*")
+    fg.add_argument("--metrics-list", help="file with one metrics.json path per line")
+    fg.add_argument("--experiment", help="only runs of this experiment")
+    fg.add_argument("--masks-root", default="results/masks", help="where the mask statistics JSON files are")
+    fg.add_argument("--profile-compression", type=_compression, help="compression of the per-layer density profile")
+    fg.add_argument("--out-dir", required=True)
+    fg.set_defaults(func=cmd_figures)
+
+    tb = sub.add_parser("tables", help="the papers' main tables (CSV, Markdown, LaTeX) from cached metrics")
+    tb.add_argument("metrics", nargs="*")
+    tb.add_argument("--metrics-list", help="file with one metrics.json path per line")
+    tb.add_argument("--paper", action="append", metavar="PAPER=EXP1,EXP2", help="experiments of a paper's table")
+    tb.add_argument("--out-dir", required=True)
+    tb.set_defaults(func=cmd_tables)
 
     c = sub.add_parser("check-config", help="validate a workflow config without running anything")
     c.add_argument("config")

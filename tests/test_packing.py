@@ -1,0 +1,125 @@
+"""Packed training (several runs in one process) gives exactly the files of the same runs trained alone."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from paibench.pruning import make_mask
+from paibench.training import RunSpec, parse_train_config, train_pack, train_run
+
+TIMING = {"seconds", "wall_time_s", "command", "host"}
+RECIPE = {"epochs": 2, "batch_size": 128, "lr": 0.05, "weight_decay": 5e-3, "milestones": [1]}
+
+
+def _specs(tmp_path: Path, digits_file, tag: str, members, recipe=RECIPE, arch="resnet20", width=0.25):
+    cfg = parse_train_config(recipe)
+    specs = []
+    for method, seed in members:
+        mask = tmp_path / "masks" / f"{arch}-{method}-s{seed}.safetensors"
+        if not mask.exists():
+            make_mask("digits", arch, method, 10, seed, str(mask), width=width)
+        key = f"e/{arch}/{method}/s{seed}"
+        specs.append(RunSpec(data=str(digits_file), mask=str(mask), out_dir=str(tmp_path / tag / key),
+                             checkpoint=str(tmp_path / tag / "ck" / f"{method}-{seed}.pt"), run_key=key, train=cfg,
+                             dataset="digits", arch=arch, width=width, arch_options={}, seed=seed, threads=1))
+    return specs
+
+
+def _strip(metrics: dict) -> dict:
+    return {k: v for k, v in metrics.items() if k not in TIMING}
+
+
+def _csv_without_seconds(path: Path) -> list[list[str]]:
+    rows = [line.split(",") for line in path.read_text().splitlines()]
+    col = rows[0].index("seconds")
+    return [r[:col] + r[col + 1:] for r in rows]
+
+
+def test_packed_loop_equals_solo_runs_exactly(tmp_path, digits_file):
+    members = [("random", 0), ("erk", 1)]
+    solo = [train_run(s, log=lambda *_: None) for s in _specs(tmp_path, digits_file, "solo", members)]
+    packed_specs = _specs(tmp_path, digits_file, "pack", members)
+    packed = train_pack(packed_specs, log=lambda *_: None, mode="loop")
+    for s, p, spec in zip(solo, packed, packed_specs):
+        assert s["status"] == p["status"] == "ok"
+        assert _strip(s) == _strip(p)  # same accuracies, losses, counts, hashes: bitwise, not approximately
+        solo_dir = tmp_path / "solo" / spec.run_key
+        pack_dir = Path(spec.out_dir)
+        assert _csv_without_seconds(solo_dir / "epochs.csv") == _csv_without_seconds(pack_dir / "epochs.csv")
+        a, b = load_file(solo_dir / "model.safetensors"), load_file(pack_dir / "model.safetensors")
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+        assert not Path(spec.checkpoint).exists()  # removed after a finished run, as for a solo run
+    # Members really differ (different masks/seeds), so equality above is not trivial.
+    assert len({p["final_train_loss"] for p in packed}) == len(members)
+
+
+def test_packed_checkpoints_equal_solo_checkpoints(tmp_path, digits_file):
+    recipe = {**RECIPE, "epochs": 1, "keep_checkpoint": True}
+    members = [("random", 0), ("random", 1)]
+    solo = _specs(tmp_path, digits_file, "solo", members, recipe)
+    for s in solo:
+        train_run(s, log=lambda *_: None)
+    packed = _specs(tmp_path, digits_file, "pack", members, recipe)
+    train_pack(packed, log=lambda *_: None, mode="loop")
+    for s, p in zip(solo, packed):
+        a = torch.load(s.checkpoint, weights_only=True)
+        b = torch.load(p.checkpoint, weights_only=True)
+        assert a["epoch"] == b["epoch"] == 1 and a["run_key"] == b["run_key"]
+        assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+        sa, sb = a["optimizer"]["state"], b["optimizer"]["state"]
+        assert sa.keys() == sb.keys()
+        assert all(torch.equal(sa[i]["momentum_buffer"], sb[i]["momentum_buffer"]) for i in sa)
+
+
+def test_packed_vmap_matches_solo_within_float_noise(tmp_path, digits_file):
+    """The GPU throughput path (one vectorised model) on the CPU: same learning, summation order aside."""
+    # One full-batch step per epoch: this tiny net is chaotic (a 1e-6 relative change of the learning rate
+    # moves solo weights by ~0.1 within one 12-step epoch), so only a few steps can be compared weight by
+    # weight. Two epochs also cover carrying momentum buffers across the per-epoch stack/unstack.
+    members = [("random", 0), ("erk", 1)]
+    recipe = {**RECIPE, "epochs": 2, "batch_size": 4096}
+    solo = [train_run(s, log=lambda *_: None) for s in _specs(tmp_path, digits_file, "solo", members, recipe)]
+    packed_specs = _specs(tmp_path, digits_file, "pack", members, recipe)
+    packed = train_pack(packed_specs, log=lambda *_: None, mode="vmap")
+    for s, p, spec in zip(solo, packed, packed_specs):
+        assert p["status"] == "ok"
+        assert p["final_train_loss"] == pytest.approx(s["final_train_loss"], rel=1e-3, abs=1e-4)
+        assert p["final_test_loss"] == pytest.approx(s["final_test_loss"], rel=1e-3, abs=1e-4)
+        weights = load_file(Path(spec.out_dir) / "model.safetensors")
+        ref = load_file(tmp_path / "solo" / spec.run_key / "model.safetensors")
+        for k in ref:
+            assert torch.allclose(weights[k].float(), ref[k].float(), atol=1e-3, rtol=1e-3), k
+        masks = load_file(spec.mask)
+        for name, m in masks.items():
+            assert torch.count_nonzero(weights[name][~m]) == 0  # the mask holds in the vectorised path too
+
+
+def test_pack_refuses_mixed_recipes(tmp_path, digits_file):
+    from paibench.errors import PaibenchError
+
+    a = _specs(tmp_path, digits_file, "x", [("random", 0)])
+    b = _specs(tmp_path, digits_file, "y", [("random", 1)], {**RECIPE, "lr": 0.01})
+    with pytest.raises(PaibenchError, match="different training recipe"):
+        train_pack(a + b, log=lambda *_: None)
+
+
+def test_cli_train_pack_writes_each_members_files(tmp_path, digits_file, capsys):
+    from paibench.cli import main
+
+    specs = _specs(tmp_path, digits_file, "cli", [("random", 0), ("random", 1)], {**RECIPE, "epochs": 1})
+    argv = ["train-pack", "--threads", "1"]
+    for s in specs:
+        argv += ["--member", json.dumps({"data": s.data, "mask": s.mask, "out_dir": s.out_dir,
+                                         "checkpoint": s.checkpoint, "run_key": s.run_key, "dataset": "digits",
+                                         "arch": s.arch, "width": s.width, "seed": s.seed})]
+    argv += ["--train-config", json.dumps(s.train)]
+    assert main(argv) == 0
+    for s in specs:
+        metrics = json.loads((Path(s.out_dir) / "metrics.json").read_text())
+        assert metrics["run_key"] == s.run_key and metrics["status"] == "ok"
+        assert (Path(s.out_dir) / "epochs.csv").exists() and (Path(s.out_dir) / "model.safetensors").exists()
