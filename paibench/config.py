@@ -254,7 +254,8 @@ class Grid:
                                        for x in ("--opt", f"{k}={_value_text(v)}")]
 
     def uses_data(self, method_label: str) -> bool:
-        return not METHODS.get(self.methods[method_label].name).data_free
+        entry = self.methods[method_label]
+        return METHODS.get(entry.name).uses_data(entry.options)
 
 
 def load_config_file(path: str | Path) -> dict:

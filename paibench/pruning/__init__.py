@@ -92,7 +92,7 @@ def _search_effective(ctx: PruneContext, spec) -> Masks:
         gen_state = ctx.generator.get_state()
         masks = spec.fn(ctx.with_compression(nominal))
         ctx.generator.set_state(gen_state)  # every attempt sees the same random stream
-        stats = mask_statistics(ctx.model, masks, ctx.info)
+        stats = mask_statistics(ctx.model, masks, ctx.info, graphs=False)
         eff = stats["effective_kept"]
         return masks, (total / eff if eff else float("inf"))
 
@@ -136,7 +136,7 @@ def make_mask(
         raise PaibenchError(f"compression: {compression!r} is not allowed; expected a ratio > 1 (e.g. 10 or 1e3)")
     arch_opts = ARCHS.get(arch).parse_options(arch_options or {}, "arch option")
     info = resolve_info(dataset, payload, dataset_options)
-    if not spec.data_free and payload is None:
+    if spec.uses_data(opts) and payload is None:
         raise PaibenchError(f"--data: method {method!r} needs data; pass the prepared dataset file with --data")
     model = build_model(arch, info, width, arch_opts, seed=init_seed(dataset, arch, width, arch_opts, seed))
     dev = torch.device(device)
@@ -146,7 +146,7 @@ def make_mask(
                             json.dumps(opts, sort_keys=True), format_compression(compression), seed)
     generator = torch.Generator().manual_seed(mask_seed)
     batches = None
-    if payload is not None and not spec.data_free:
+    if payload is not None and spec.uses_data(opts):
         per_class = int(opts.get("samples_per_class", 10))
         batches = (image_batches(payload, per_class, generator, dev) if info.kind == "image"
                    else graph_batches(payload, dev))

@@ -50,6 +50,11 @@ class MethodSpec:
     description: str = ""
     # Layer-budget methods can also report per-layer kept counts (used by MiCA and rpi as budgets).
     budget: Callable[[PruneContext], dict[str, int]] | None = None
+    # Methods whose need for data depends on their options (mica/rpi: on the budget method).
+    needs_data: Callable[[Mapping[str, Any]], bool] | None = None
+
+    def uses_data(self, options: Mapping[str, Any]) -> bool:
+        return self.needs_data(options) if self.needs_data is not None else not self.data_free
 
     def parse_options(self, raw: Mapping[str, Any], field_name: str = "method") -> dict[str, Any]:
         return parse_options({**COMMON_OPTIONS, **self.options}, raw, field_name)

@@ -15,11 +15,70 @@ def _dead_units(m: torch.Tensor) -> tuple[int, int]:
     return int((~cols).sum()), int((~rows).sum())
 
 
+def channel_graph(m: torch.Tensor) -> torch.Tensor | None:
+    """The (out, in) biadjacency of a channel-graph mask (constant over kernel positions), else None.
+
+    A Linear mask is its own biadjacency; a conv mask qualifies when every kernel tap has the same pattern.
+    """
+    m = m.bool()
+    if m.dim() == 2:
+        return m
+    if m.dim() > 2:
+        first = m.flatten(2)[:, :, :1]
+        if bool((m.flatten(2) == first).all()):
+            return first[:, :, 0]
+    return None
+
+
+def expansion(adj: torch.Tensor, generator: torch.Generator | None = None, samples: int = 100) -> float:
+    """Measured expansion of a bipartite graph: mean |N(S)|/|S| over random subsets S of each side.
+
+    For each side, `samples` subsets are drawn with |S| uniform in [1, max(1, floor(n/2))] and S uniform
+    among the subsets of that size (as in SamsungLabs/ExpandersPruning's test_expansion); the result is
+    the mean over both sides. Seeded through `generator` (seed 0 if None), so it is reproducible.
+    """
+    gen = generator if generator is not None else torch.Generator().manual_seed(0)
+    a = adj.bool().to(torch.float32)
+    total = 0.0
+    for mat in (a, a.t()):
+        n = mat.shape[0]
+        sizes = torch.randint(1, max(1, n // 2) + 1, (samples,), generator=gen)
+        ranks = torch.rand(samples, n, generator=gen).argsort(dim=1).argsort(dim=1)
+        subsets = (ranks < sizes.unsqueeze(1)).to(torch.float32)
+        neighbours = ((subsets @ mat) > 0).sum(dim=1).to(torch.float64)
+        total += float((neighbours / sizes.to(torch.float64)).mean())
+    return total / 2
+
+
+def spectral_gap(adj: torch.Tensor) -> float:
+    """1 - sigma_2/sigma_1 of the degree-normalised biadjacency D_out^-1/2 A D_in^-1/2.
+
+    Isolated units are left out (their rows/columns are zero). sigma_1 = 1 for any graph with an edge; the
+    gap is 1 for a complete bipartite graph, near 1 for a good expander and 0 when the graph is disconnected.
+    """
+    a = adj.bool().to(torch.float64)
+    rows, cols = a.sum(1), a.sum(0)
+    a = a[rows > 0][:, cols > 0]
+    if a.numel() == 0:
+        return 0.0
+    b = a / rows[rows > 0].sqrt().unsqueeze(1) / cols[cols > 0].sqrt().unsqueeze(0)
+    s = torch.linalg.svdvals(b)
+    return float(1 - s[1] / s[0]) if len(s) > 1 else 1.0
+
+
+def graph_statistics(m: torch.Tensor) -> dict:
+    """Expansion and spectral gap of a channel-graph mask; None for other masks or empty graphs."""
+    adj = channel_graph(m)
+    if adj is None or not bool(adj.any()):
+        return {"expansion": None, "spectral_gap": None}
+    return {"expansion": expansion(adj), "spectral_gap": spectral_gap(adj)}
+
+
 def ratio(total: int, kept: int) -> float | None:
     return total / kept if kept else None
 
 
-def mask_statistics(model, masks: dict[str, torch.Tensor], info) -> dict:
+def mask_statistics(model, masks: dict[str, torch.Tensor], info, graphs: bool = True) -> dict:
     eff, collapsed = effective_masks(model, masks, info)
     layers = []
     for name, m in masks.items():
@@ -30,6 +89,8 @@ def mask_statistics(model, masks: dict[str, torch.Tensor], info) -> dict:
             "density": kept / numel, "effective_density": ekept / numel,
             "dead_inputs": dead_in, "dead_outputs": dead_out,
         })
+        if graphs:  # channel-graph masks only (expansion, spectral_gap); None elsewhere
+            layers[-1].update(graph_statistics(m))
     total = sum(layer["numel"] for layer in layers)
     kept = sum(layer["kept"] for layer in layers)
     ekept = sum(layer["effective_kept"] for layer in layers)

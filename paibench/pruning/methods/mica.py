@@ -235,10 +235,10 @@ def rpi(ctx: PruneContext):
     return place_random(ctx.params, layer_budget(ctx), ctx.generator)
 
 
-MICA = MethodSpec("mica", mica, data_free=True, budget=None,
+MICA = MethodSpec("mica", mica, data_free=True, budget=None, needs_data=needs_data,
                   options={"budget": BUDGET_OPTION,
                            "v_out": Option(str, "rand", choices=("rand", "max", "min"),
                                            help="how many input channels a layer uses (reference V_out_select)")},
                   description="Minimum Connection Assurance placement of a budget method's per-layer counts")
-RPI = MethodSpec("rpi", rpi, data_free=True, budget=None, options={"budget": BUDGET_OPTION},
+RPI = MethodSpec("rpi", rpi, data_free=True, budget=None, needs_data=needs_data, options={"budget": BUDGET_OPTION},
                  description="a budget method's per-layer counts placed uniformly at random")
