@@ -5,6 +5,7 @@ from __future__ import annotations
 from paibench.pruning.core import MethodSpec
 from paibench.pruning.methods import basic
 from paibench.pruning.methods import budgets, iterative, saliency
+from paibench.pruning.methods import expanders, mica
 from paibench.registry import Registry
 
 METHODS: Registry[MethodSpec] = Registry("method")
@@ -19,3 +20,7 @@ METHODS.add("grasp", saliency.GRASP)
 METHODS.add("synflow", saliency.SYNFLOW)
 METHODS.add("iter_snip", iterative.ITER_SNIP)
 METHODS.add("force", iterative.FORCE)
+METHODS.add("mica", mica.MICA)
+METHODS.add("rpi", mica.RPI)
+METHODS.add("xnet", expanders.XNET)
+METHODS.add("rreg", expanders.RREG)
