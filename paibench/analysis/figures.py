@@ -1,0 +1,337 @@
+"""The papers' figures for one experiment, drawn from cached results only (see ``results.load_runs``).
+
+Every figure has one panel per dataset x architecture and one colour per method (the same colour in every
+figure of an experiment). Seed variation is a mean +- std band; collapsed masks (no input-output path left)
+are marked with a black x, diverged runs with a red triangle on the bottom edge.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from paibench.utils import atomic_path
+
+FIGURES = {
+    "accuracy_nominal": "accuracy vs nominal compression",
+    "accuracy_effective": "accuracy vs effective compression",
+    "effective_vs_nominal": "effective vs nominal compression",
+    "layer_density": "per-layer density profile",
+    "collapse": "layer collapse",
+    "accuracy_vs_sparsity": "accuracy vs sparsity (FORCE view)",
+}
+FORCE_SPARSITIES = (90.0, 95.0, 98.0, 99.0, 99.5, 99.9)
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    # Print-sized text: 'paper' context scaled up so a 2-column figure stays readable at column width.
+    sns.set_theme(style="whitegrid", context="paper", font_scale=1.15)
+    return plt, sns
+
+
+def _panels(df: pd.DataFrame) -> list[tuple[str, str]]:
+    return sorted({(d, a) for d, a in zip(df["dataset"], df["arch"])})
+
+
+def _grid(plt, n: int, width: float = 4.4, height: float = 3.5):
+    cols = min(3, max(1, n))
+    rows = max(1, -(-n // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
+    for ax in list(axes.flat)[n:]:
+        ax.set_visible(False)
+    return fig, list(axes.flat)[:max(n, 1)]
+
+
+def _palette(sns, methods) -> dict:
+    return dict(zip(methods, sns.color_palette("colorblind", max(1, len(methods)))))
+
+
+def _save(fig, out_png: Path) -> list[Path]:
+    written = []
+    for path in (out_png, out_png.with_suffix(".pdf")):
+        with atomic_path(path) as tmp:
+            # No timestamps in the files, so rebuilding from the same results gives the same committed bytes.
+            meta = {"CreationDate": None} if path.suffix == ".pdf" else {"Software": None}
+            fig.savefig(tmp, format=path.suffix[1:], dpi=200, bbox_inches="tight", metadata=meta)
+        written.append(path)
+    return written
+
+
+def _empty(ax, text="no runs"):
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _seed_stats(sub: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
+    """Mean and std of y over seeds per compression setting; x is the geometric mean of its finite values."""
+    def gmean(v):
+        v = v[np.isfinite(v) & (v > 0)]
+        return float(np.exp(np.log(v).mean())) if len(v) else math.inf
+
+    out = sub.groupby("compression").agg(
+        x=(x, lambda s: gmean(s.to_numpy(dtype=float))),
+        mean=(y, "mean"), std=(y, "std"), n=(y, "count"),
+    ).reset_index()
+    return out.sort_values("x")
+
+
+def _band(ax, stats: pd.DataFrame, color, label):
+    stats = stats[np.isfinite(stats["x"]) & stats["mean"].notna()]
+    if stats.empty:
+        return
+    ax.plot(stats["x"], stats["mean"], marker="o", markersize=4, color=color, label=label)
+    std = stats["std"].fillna(0.0)
+    ax.fill_between(stats["x"], stats["mean"] - std, stats["mean"] + std, color=color, alpha=0.2, linewidth=0)
+
+
+def _mark_diverged(ax, sub: pd.DataFrame, x: str, labelled: set):
+    div = sub[sub["diverged"]]
+    if div.empty:
+        return
+    label = None if "diverged" in labelled else "diverged run"
+    labelled.add("diverged")
+    xs = div[x].where(np.isfinite(div[x]), div["compression"])
+    ax.scatter(xs, np.full(len(div), 0.03), transform=ax.get_xaxis_transform(), marker="v", color="tab:red",
+               s=30, zorder=6, label=label, clip_on=False)
+
+
+def _legend(ax):
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        ax.legend(handles, labels, fontsize=7, loc="best", frameon=True)
+
+
+# --------------------------------------------------------------------------------------------- figures
+def accuracy_vs_compression(runs: pd.DataFrame, out_png: Path, axis: str = "nominal") -> list[Path]:
+    """Figure 1: test accuracy against nominal or effective compression, dense accuracy as a reference."""
+    plt, sns = _plt()
+    xcol = "nominal_compression" if axis == "nominal" else "effective_compression"
+    panels = _panels(runs)
+    pruned = runs[runs["method_name"] != "dense"]
+    palette = _palette(sns, sorted(pruned["method"].unique()))
+    fig, axes = _grid(plt, len(panels))
+    for ax, (dataset, arch) in zip(axes, panels):
+        here = runs[(runs["dataset"] == dataset) & (runs["arch"] == arch)]
+        sub = here[here["method_name"] != "dense"]
+        labelled: set = set()
+        finite_x = sub[xcol][np.isfinite(sub[xcol])]
+        right = float(finite_x.max()) * 1.6 if len(finite_x) else 10.0
+        for method, color in palette.items():
+            msub = sub[sub["method"] == method]
+            if msub.empty:
+                continue
+            _band(ax, _seed_stats(msub, xcol, "accuracy_pct"), color, method)
+            col = msub[msub["collapsed"] & msub["accuracy_pct"].notna()]
+            if not col.empty:
+                # A collapsed mask has infinite effective compression: drawn at the right edge of that axis.
+                xs = col[xcol].where(np.isfinite(col[xcol]), right)
+                ax.scatter(xs, col["accuracy_pct"], marker="x", color="black", s=28, zorder=5,
+                           label=None if "collapsed" in labelled else
+                           ("collapsed (eff. ∞, at right)" if axis == "effective" else "collapsed mask"))
+                labelled.add("collapsed")
+            _mark_diverged(ax, msub, xcol, labelled)
+        dense = here[here["method_name"] == "dense"]["accuracy_pct"].dropna()
+        if len(dense):
+            ax.axhline(dense.mean(), color="0.3", linestyle="--", linewidth=1.2, label=f"dense ({dense.mean():.1f}%)")
+        if sub.empty and dense.empty:
+            _empty(ax)
+        else:
+            ax.set_xscale("log")
+        ax.set_title(f"{dataset} / {arch}")
+        ax.set_xlabel(f"{axis} compression ratio (×, log scale)")
+        ax.set_ylabel("test accuracy (%)")
+        _legend(ax)
+    fig.tight_layout()
+    written = _save(fig, Path(out_png))
+    plt.close(fig)
+    return written
+
+
+def effective_vs_nominal(runs: pd.DataFrame, out_png: Path) -> list[Path]:
+    """Figure 2: effective against nominal compression; the diagonal is 'nothing silently disconnected'."""
+    plt, sns = _plt()
+    pruned = runs[runs["method_name"] != "dense"]
+    panels = _panels(pruned) or _panels(runs)
+    palette = _palette(sns, sorted(pruned["method"].unique()))
+    fig, axes = _grid(plt, len(panels))
+    for ax, (dataset, arch) in zip(axes, panels):
+        sub = pruned[(pruned["dataset"] == dataset) & (pruned["arch"] == arch)]
+        if sub.empty:
+            _empty(ax)
+            continue
+        labelled: set = set()
+        for method, color in palette.items():
+            msub = sub[sub["method"] == method]
+            if msub.empty:
+                continue
+            stats = msub.groupby("compression").agg(
+                x=("nominal_compression", "mean"),
+                y=("effective_compression", lambda s: float(np.exp(np.log(s[np.isfinite(s)]).mean())) if np.isfinite(s).any() else math.inf),
+            ).reset_index()
+            fin = stats[np.isfinite(stats["y"])]
+            ax.plot(fin["x"], fin["y"], marker="o", markersize=4, color=color, label=method)
+            col = msub[~np.isfinite(msub["effective_compression"])]
+            if not col.empty:
+                ax.scatter(col["nominal_compression"], np.full(len(col), 0.97), transform=ax.get_xaxis_transform(),
+                           marker="x", color="black", s=28, zorder=5, clip_on=False,
+                           label=None if "collapsed" in labelled else "collapsed (effective = ∞)")
+                labelled.add("collapsed")
+        lo = float(sub["nominal_compression"].min())
+        hi = float(np.nanmax(np.where(np.isfinite(sub["effective_compression"]), sub["effective_compression"], np.nan).tolist() + [sub["nominal_compression"].max()]))
+        ax.plot([lo, hi], [lo, hi], color="0.5", linestyle=":", linewidth=1, label="effective = nominal")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_title(f"{dataset} / {arch}")
+        ax.set_xlabel("nominal compression ratio (×, log scale)")
+        ax.set_ylabel("effective compression ratio (×, log scale)")
+        _legend(ax)
+    fig.tight_layout()
+    written = _save(fig, Path(out_png))
+    plt.close(fig)
+    return written
+
+
+def pick_profile_compression(compressions, wanted: float | None) -> float | None:
+    """The configured compression closest (in log ratio) to ``wanted``; the middle one when none is asked for."""
+    values = sorted({float(c) for c in compressions if float(c) > 1})
+    if not values:
+        return None
+    if wanted is None:
+        return values[len(values) // 2]
+    return min(values, key=lambda c: abs(math.log(c) - math.log(wanted)))
+
+
+def layer_density(layers: pd.DataFrame, runs: pd.DataFrame, out_png: Path, wanted: float | None = None) -> list[Path]:
+    """Figure 3: each layer's kept fraction (solid) and effective fraction (dashed) at one compression."""
+    plt, sns = _plt()
+    pruned = runs[runs["method_name"] != "dense"]
+    chosen = pick_profile_compression(pruned["compression"], wanted)
+    panels = _panels(pruned) or _panels(runs)
+    palette = _palette(sns, sorted(pruned["method"].unique()))
+    nlayers = int(layers["layer_index"].max()) + 1 if not layers.empty else 1
+    fig, axes = _grid(plt, len(panels), width=max(4.4, 0.28 * nlayers + 1.5), height=3.8)
+    for ax, (dataset, arch) in zip(axes, panels):
+        sub = layers[(layers["dataset"] == dataset) & (layers["arch"] == arch)] if not layers.empty else layers
+        if chosen is not None and not sub.empty:
+            sub = sub[np.isclose(sub["compression"], chosen, rtol=1e-6)]
+        if sub.empty:
+            _empty(ax, "no mask statistics")
+            ax.set_title(f"{dataset} / {arch}")
+            continue
+        names = sub.drop_duplicates("layer_index").sort_values("layer_index")["layer"].tolist()
+        for method, color in palette.items():
+            msub = sub[sub["method"] == method]
+            if msub.empty:
+                continue
+            mean = msub.groupby("layer_index")[["density", "effective_density"]].mean().reset_index()
+            ax.plot(mean["layer_index"], mean["density"], marker="o", markersize=3.5, color=color, label=method)
+            # Effective density 0 cannot be drawn on a log axis; clip it to the axis floor instead.
+            eff = mean["effective_density"].clip(lower=1e-5)
+            ax.plot(mean["layer_index"], eff, linestyle="--", linewidth=1, color=color, alpha=0.8)
+        ax.plot([], [], linestyle="--", color="0.4", label="effective (dashed)")
+        ax.set_yscale("log")
+        ax.set_xticks(range(len(names)))
+        ax.set_xticklabels([n.removesuffix(".weight") for n in names], rotation=70, ha="right", fontsize=6.5)
+        ax.set_title(f"{dataset} / {arch} at {chosen:g}× compression")
+        ax.set_xlabel("prunable layer (input → output)")
+        ax.set_ylabel("kept fraction of layer weights (log scale)")
+        _legend(ax)
+    fig.tight_layout()
+    written = _save(fig, Path(out_png))
+    plt.close(fig)
+    return written
+
+
+def collapse_fraction(runs: pd.DataFrame, out_png: Path) -> list[Path]:
+    """Figure 4: percentage of seeds whose mask is collapsed, against nominal compression."""
+    plt, sns = _plt()
+    pruned = runs[runs["method_name"] != "dense"]
+    panels = _panels(pruned) or _panels(runs)
+    palette = _palette(sns, sorted(pruned["method"].unique()))
+    fig, axes = _grid(plt, len(panels))
+    for ax, (dataset, arch) in zip(axes, panels):
+        sub = pruned[(pruned["dataset"] == dataset) & (pruned["arch"] == arch)]
+        if sub.empty:
+            _empty(ax)
+            continue
+        for method, color in palette.items():
+            msub = sub[sub["method"] == method]
+            if msub.empty:
+                continue
+            frac = msub.groupby("compression")["collapsed"].mean().mul(100).reset_index()
+            ax.plot(frac["compression"], frac["collapsed"], marker="o", markersize=4, color=color, label=method)
+        ax.set_xscale("log")
+        ax.set_ylim(-5, 105)
+        ax.set_title(f"{dataset} / {arch}")
+        ax.set_xlabel("nominal compression ratio (×, log scale)")
+        ax.set_ylabel("collapsed masks (% of seeds)")
+        _legend(ax)
+    fig.tight_layout()
+    written = _save(fig, Path(out_png))
+    plt.close(fig)
+    return written
+
+
+def accuracy_vs_sparsity(runs: pd.DataFrame, out_png: Path) -> list[Path]:
+    """Figure 5: accuracy against sparsity in percent, ticks at FORCE's 90 .. 99.9 % (axis linear in log 1/(1-s))."""
+    plt, sns = _plt()
+    pruned = runs[runs["method_name"] != "dense"]
+    panels = _panels(runs)
+    palette = _palette(sns, sorted(pruned["method"].unique()))
+    fig, axes = _grid(plt, len(panels))
+    ticks = [1.0 / (1.0 - s / 100.0) for s in FORCE_SPARSITIES]
+    for ax, (dataset, arch) in zip(axes, panels):
+        here = runs[(runs["dataset"] == dataset) & (runs["arch"] == arch)]
+        sub = here[here["method_name"] != "dense"]
+        labelled: set = set()
+        for method, color in palette.items():
+            msub = sub[sub["method"] == method]
+            if msub.empty:
+                continue
+            _band(ax, _seed_stats(msub, "compression", "accuracy_pct"), color, method)
+            _mark_diverged(ax, msub, "compression", labelled)
+        dense = here[here["method_name"] == "dense"]["accuracy_pct"].dropna()
+        if len(dense):
+            ax.axhline(dense.mean(), color="0.3", linestyle="--", linewidth=1.2, label=f"dense ({dense.mean():.1f}%)")
+        ax.set_xscale("log")
+        lo = min([ticks[0]] + sub["compression"].tolist())
+        hi = max([ticks[-1]] + sub["compression"].tolist())
+        ax.set_xlim(lo / 1.25, hi * 1.25)
+        ax.set_xticks(ticks)
+        ax.set_xticklabels([f"{s:g}" for s in FORCE_SPARSITIES])
+        ax.minorticks_off()
+        ax.set_title(f"{dataset} / {arch}")
+        ax.set_xlabel("sparsity (% of weights pruned)")
+        ax.set_ylabel("test accuracy (%)")
+        _legend(ax)
+    fig.tight_layout()
+    written = _save(fig, Path(out_png))
+    plt.close(fig)
+    return written
+
+
+def draw_experiment(runs: pd.DataFrame, layers: pd.DataFrame, out_dir: str | Path,
+                    profile_compression: float | None = None) -> list[Path]:
+    """All figures of one experiment into ``out_dir/<figure>.{png,pdf}``."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if runs.empty:
+        raise ValueError("no runs to draw")
+    written = []
+    written += accuracy_vs_compression(runs, out_dir / "accuracy_nominal.png", "nominal")
+    written += accuracy_vs_compression(runs, out_dir / "accuracy_effective.png", "effective")
+    written += effective_vs_nominal(runs, out_dir / "effective_vs_nominal.png")
+    written += layer_density(layers, runs, out_dir / "layer_density.png", profile_compression)
+    written += collapse_fraction(runs, out_dir / "collapse.png")
+    written += accuracy_vs_sparsity(runs, out_dir / "accuracy_vs_sparsity.png")
+    return written

@@ -1,0 +1,114 @@
+"""Load cached run results (metrics.json + the mask statistics JSON) into tidy pandas frames.
+
+Figures and tables are drawn from these frames only, so they can be rebuilt from the committed small files
+of ``results/`` without masks or model weights.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from paibench.utils import read_json
+
+KEY_PARTS = ("experiment", "dataset", "arch", "method", "compression_label", "seed_label")
+
+
+def _num(value) -> float:
+    return float("nan") if value is None else float(value)
+
+
+def run_record(metrics_file: str | Path) -> dict:
+    m = read_json(metrics_file)
+    row = dict(zip(KEY_PARTS, m["run_key"].split("/")))
+    train = m.get("train", {})
+    nominal = _num(m.get("nominal_compression"))
+    effective = _num(m.get("effective_compression"))
+    collapsed = bool(m.get("collapsed"))
+    if collapsed and math.isnan(effective):
+        effective = math.inf  # no weight carries signal: infinite effective compression
+    status = m.get("status", "ok")
+    row.update({
+        "method_name": m["method"],
+        "compression": float(m["compression"]),
+        "nominal_compression": nominal,
+        "effective_compression": effective,
+        "sparsity_pct": 100.0 * (1.0 - 1.0 / float(m["compression"])),
+        "remaining_pct": 100.0 / nominal if nominal and not math.isnan(nominal) else float("nan"),
+        "effective_remaining_pct": 100.0 / effective if effective and not math.isnan(effective) else float("nan"),
+        "collapsed": collapsed,
+        "seed": int(m["seed"]),
+        "status": status,
+        "diverged": status == "diverged",
+        # A diverged run has no accuracy; it is kept as a row so tables and figures can show it.
+        "accuracy_pct": float("nan") if status != "ok" or m.get("accuracy") is None else 100.0 * m["accuracy"],
+        "epochs": train.get("epochs"),
+        "optimizer": train.get("optimizer"),
+        "lr": train.get("lr"),
+        "batch_size": train.get("batch_size"),
+        "report": m.get("report"),
+        "device": m.get("device"),
+        "torch": m.get("torch"),
+        "wall_time_s": _num(m.get("wall_time_s")),
+        "metrics_file": str(metrics_file),
+    })
+    return row
+
+
+def load_runs(metrics_files) -> pd.DataFrame:
+    rows = [run_record(f) for f in metrics_files]
+    df = pd.DataFrame(rows)
+    if df.empty:
+        return df
+    return df.sort_values(["experiment", "dataset", "arch", "method", "compression", "seed"]).reset_index(drop=True)
+
+
+def mask_stats_path(masks_root: str | Path, row) -> Path:
+    """The statistics JSON written beside a run's mask (results/masks/<dataset>/<arch>/<method>/c<R>/s<seed>.json)."""
+    return Path(masks_root) / row["dataset"] / row["arch"] / row["method"] / row["compression_label"] / f"{row['seed_label']}.json"
+
+
+def load_layers(runs: pd.DataFrame, masks_root: str | Path) -> pd.DataFrame:
+    """One row per (run, prunable layer): density and effective density from the mask statistics JSON."""
+    rows = []
+    for _, run in runs.iterrows():
+        path = mask_stats_path(masks_root, run)
+        if not path.exists():
+            continue
+        stats = read_json(path)
+        for index, layer in enumerate(stats.get("layers", [])):
+            rows.append({
+                "experiment": run["experiment"], "dataset": run["dataset"], "arch": run["arch"],
+                "method": run["method"], "compression": run["compression"], "seed": run["seed"],
+                "layer_index": index, "layer": layer["name"], "numel": layer["numel"],
+                "density": layer["density"], "effective_density": layer["effective_density"],
+            })
+    return pd.DataFrame(rows)
+
+
+def budget(runs: pd.DataFrame) -> str:
+    """One line naming the training budget and hardware the given runs came from (read from their metrics)."""
+    if runs.empty:
+        return "budget: no runs"
+
+    def listed(col, fmt=str):
+        values = sorted({v for v in runs[col].dropna().unique()}, key=lambda v: (str(type(v)), v))
+        return ", ".join(fmt(v) for v in values) if values else "?"
+
+    seeds = sorted(runs["seed"].unique())
+    hours = np.nansum(runs["wall_time_s"].to_numpy(dtype=float)) / 3600.0
+    diverged = int(runs["diverged"].sum())
+    parts = [
+        f"epochs: {listed('epochs', lambda v: f'{int(v)}')}",
+        f"optimizer: {listed('optimizer')} (lr {listed('lr', lambda v: f'{v:g}')}, batch {listed('batch_size', lambda v: f'{int(v)}')})",
+        f"seeds: {len(seeds)} ({', '.join(map(str, seeds))})",
+        f"hardware: {listed('device')}",
+        f"torch {listed('torch')}",
+        f"{len(runs)} runs, {hours:.2f} h training in total",
+    ]
+    if diverged:
+        parts.append(f"{diverged} diverged")
+    return "budget: " + "; ".join(parts)

@@ -1,0 +1,194 @@
+"""Figures, tables and the `snakemake figures` target, on fixture results that mirror the real file schemas.
+
+The fixture numbers are made up for these tests (written to tmp_path only); the files have the fields that
+``paibench.training.train_run`` writes to metrics.json and ``paibench.pruning.stats`` to the mask JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from paibench.analysis import tables
+from paibench.analysis.figures import pick_profile_compression
+from paibench.analysis.results import budget, load_layers, load_runs
+from paibench.config import Grid
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+CONFIG = {
+    "datasets": {"digits": {}},
+    "train": {"epochs": 3, "batch_size": 64, "optimizer": "sgd", "lr": 0.05},
+    "experiments": {
+        "mini": {"datasets": ["digits"], "archs": [{"name": "vgg16", "width": 0.25}],
+                 "methods": ["dense", "random", "erk"], "compressions": [10, 100], "seeds": [0, 1],
+                 "paper": ["mica", "force"]},
+        "side": {"datasets": ["digits"], "archs": [{"name": "vgg16", "width": 0.25}],
+                 "methods": ["random"], "compressions": [20], "seeds": [0], "paper": "rreg"},
+    },
+}
+LAYERS = [("features.0.weight", [16, 1, 3, 3]), ("features.3.weight", [16, 16, 3, 3]), ("classifier.weight", [10, 16])]
+
+
+def _write_run(root: Path, run, grid: Grid, diverged: bool = False) -> None:
+    c = float(run.compression)
+    numel = [int(pd.Series(s).prod()) for _, s in LAYERS]
+    total = sum(numel)
+    kept = max(1, round(total / c))
+    collapsed = run.method.startswith("random") and c >= 100 and run.seed == 1
+    eff_kept = 0 if collapsed else max(1, int(kept * (0.9 if run.method == "erk" else 0.6)))
+    acc = None if diverged else max(0.1, 0.98 - 0.08 * (c ** 0.5 - 1) / 10 - (0.05 if run.method == "random" else 0))
+    stats = {
+        "total": total, "kept": kept, "nominal_compression": total / kept, "effective_kept": eff_kept,
+        "effective_compression": total / eff_kept if eff_kept else None, "collapsed": collapsed,
+        "layers": [{"name": n, "shape": s, "numel": k, "kept": round(k / c), "effective_kept": round(k / c * 0.6),
+                    "density": 1 / c, "effective_density": 0.6 / c, "dead_inputs": 0, "dead_outputs": 0}
+                   for (n, s), k in zip(LAYERS, numel)],
+        "dataset": run.dataset, "method": run.method, "seed": run.seed, "target_compression": c,
+    }
+    mask_json = root / Path(run.mask).with_suffix(".json")
+    mask_json.parent.mkdir(parents=True, exist_ok=True)
+    mask_json.write_text(json.dumps(stats))
+    out = root / run.run_dir
+    out.mkdir(parents=True, exist_ok=True)
+    metrics = {
+        "status": "diverged" if diverged else "ok", "epochs_run": 3, "final_test_acc": acc, "best_test_acc": acc,
+        "best_epoch": 3, "accuracy": acc, "report": "final", "run_key": run.key, "dataset": run.dataset,
+        "arch": "vgg16", "width": 0.25, "arch_options": {}, "method": run.method.split("_")[0],
+        "method_options": {}, "compression": c, "seed": run.seed, "nominal_compression": total / kept,
+        "effective_compression": stats["effective_compression"], "collapsed": collapsed, "parameters": total + 42,
+        "prunable": total, "kept": kept, "mask_sha256": "0" * 64, "train": grid.train[run.experiment],
+        "device": "cpu:x86_64 x1 threads", "wall_time_s": 1.5, "torch": "2.13.0+cpu", "python": "3.11.7",
+        "host": "fixture", "command": "paibench train (fixture)",
+    }
+    (out / "metrics.json").write_text(json.dumps(metrics))
+    (out / "eval.json").write_text(json.dumps({"test_acc": acc, "status": metrics["status"], "pruned_nonzero": 0}))
+    (out / "epochs.csv").write_text("epoch,test_acc\n1,0.5\n")
+
+
+@pytest.fixture
+def clone(tmp_path):
+    """A 'fresh clone': the workflow and committed small results, without masks, weights or prepared data."""
+    root = tmp_path / "clone"
+    root.mkdir()
+    shutil.copy(REPO / "Snakefile", root / "Snakefile")
+    for d in ("workflow", "envs"):
+        shutil.copytree(REPO / d, root / d, ignore=shutil.ignore_patterns("__pycache__"))
+    (root / "config").mkdir()
+    (root / "config" / "config.yaml").write_text(yaml.safe_dump(CONFIG))
+    grid = Grid(CONFIG, base_dir=root)
+    for run in grid.runs:
+        _write_run(root, run, grid, diverged=(run.method == "erk" and run.compression == "100" and run.seed == 0))
+    # A checkout writes files in any order: make every metrics.json newer than its eval.json.
+    for metrics in root.glob("results/runs/**/metrics.json"):
+        os.utime(metrics, (metrics.stat().st_mtime + 5,) * 2)
+    return root
+
+
+def _snakemake(root: Path, *args: str, check=True) -> str:
+    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+    proc = subprocess.run([str(BIN / "snakemake"), "--cores", "1", *args], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=300)
+    if check:
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.stdout + proc.stderr
+
+
+def _jobs(output: str) -> dict[str, int]:
+    stats = output.split("Job stats:")[1].split("\n\n")[0]
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", stats, re.M) if m.group(1) != "total"}
+
+
+# ------------------------------------------------------------------------------ workflow semantics
+@pytest.mark.slow  # one Snakemake dry run (~10 s)
+def test_fresh_clone_figures_runs_no_mask_or_training_job(clone):
+    jobs = _jobs(_snakemake(clone, "-n", "figures"))
+    assert set(jobs) <= {"figures", "experiment_figures", "paper_table", "aggregate", "plot"}, jobs
+    assert jobs["experiment_figures"] == 2 and jobs["paper_table"] == 3
+
+
+@pytest.mark.slow  # one Snakemake dry run (~10 s)
+def test_missing_metrics_are_still_linked_to_training(clone):
+    # Sanity check of the mechanism: a run without cached metrics is trained (its mask computed) as usual.
+    victim = next(clone.glob("results/runs/mini/**/random/c10/s0/metrics.json"))
+    victim.unlink()
+    jobs = _jobs(_snakemake(clone, "-n", "figures"))
+    assert jobs.get("train") == 1 and jobs.get("mask") == 1, jobs
+
+
+@pytest.mark.slow
+def test_figures_target_and_report_build_from_cache(clone):
+    _snakemake(clone, "figures")
+    for exp in ("mini", "side"):
+        for name in ("accuracy_nominal", "accuracy_effective", "effective_vs_nominal", "layer_density",
+                     "collapse", "accuracy_vs_sparsity"):
+            for ext in ("png", "pdf"):
+                assert (clone / f"results/figures/{exp}/{name}.{ext}").stat().st_size > 1000
+    mica = (clone / "results/tables/mica.md").read_text()
+    assert "diverged" in mica and "epochs: 3" in mica and "cpu:x86_64" in mica
+    assert "side" not in (clone / "results/tables/force.csv").read_text().splitlines()[0].split("experiments:")[1]
+    assert "Nothing to be done" in _snakemake(clone, "-n", "figures")
+    _snakemake(clone, "figures", "--report", "report.html")
+    html = (clone / "report.html").read_text(errors="replace")
+    assert len(html) > 10000 and "accuracy_nominal" in html
+
+
+# --------------------------------------------------------------------------------- figures/tables
+def _runs(clone):
+    return load_runs(sorted(clone.glob("results/runs/**/metrics.json")))
+
+
+def test_loaded_runs_mark_diverged_and_collapsed(clone):
+    runs = _runs(clone)
+    div = runs[runs["diverged"]]
+    assert len(div) == 1 and div["accuracy_pct"].isna().all()
+    col = runs[runs["collapsed"]]
+    assert len(col) and (col["effective_compression"] == float("inf")).all()
+    layers = load_layers(runs, clone / "results/masks")
+    assert set(layers["layer"]) == {n for n, _ in LAYERS}
+
+
+def test_tables_show_diverged_budget_and_force_columns(clone, tmp_path):
+    runs = _runs(clone)
+    written = tables.write_all(runs, tmp_path / "t", {"mica": ["mini"], "force": ["mini"], "rreg": ["mini", "side"]})
+    assert len(written) == 9
+    force = (tmp_path / "t/force.md").read_text()
+    header = next(line for line in force.splitlines() if line.startswith("| dataset"))
+    assert [c.strip() for c in header.strip("|").split("|")][4:] == ["90%", "95%", "98%", "99%", "99.5%", "99.9%"]
+    assert "(1/2 div.)" in force  # erk at 100x: one of two seeds diverged
+    assert "budget: epochs: 3" in force and "seeds: 2 (0, 1)" in force
+    tex = (tmp_path / "t/force.tex").read_text()
+    assert r"\begin{tabular}" in tex and r"99.9\%" in tex and "cpu:x86\\_64" in tex
+    csv = pd.read_csv(tmp_path / "t/rreg.csv", comment="#")
+    erk10 = csv[(csv["method"] == "erk") & (csv["compression"] == 10)].iloc[0]
+    rand10 = csv[(csv["method"] == "random") & (csv["compression"] == 10)].iloc[0]
+    assert erk10["delta_vs_random"] == pytest.approx(erk10["accuracy_mean"] - rand10["accuracy_mean"])
+
+
+def test_budget_names_epochs_seeds_hardware(clone):
+    text = budget(_runs(clone))
+    assert "epochs: 3" in text and "seeds: 2" in text and "cpu:x86_64 x1 threads" in text and "1 diverged" in text
+
+
+def test_profile_compression_is_closest_in_log_ratio():
+    assert pick_profile_compression([10, 100, 1000], 250) == 100
+    assert pick_profile_compression([10, 100, 1000], 400) == 1000
+    assert pick_profile_compression([10, 30, 100], None) == 30
+    assert pick_profile_compression([1], None) is None
+
+
+def test_paper_key_is_validated():
+    bad = yaml.safe_load(yaml.safe_dump(CONFIG))
+    bad["experiments"]["mini"]["paper"] = "nature"
+    with pytest.raises(Exception, match="nature"):
+        Grid(bad)
+    assert Grid(CONFIG).papers == {"mini": ["mica", "force"], "side": ["rreg"]}
