@@ -23,6 +23,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/masks.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/aggregate.smk"
+include: "workflow/rules/figures.smk"
 
 
 rule all:
@@ -30,4 +31,5 @@ rule all:
         "results/tables/runs.csv",
         "results/tables/summary.csv",
         "results/figures/accuracy_vs_compression.png",
+        FIGURES_TARGETS,
     default_target: True

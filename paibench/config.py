@@ -25,6 +25,7 @@ from paibench.training import parse_train_config
 from paibench.utils import format_compression
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
+PAPERS = ("mica", "force", "rreg")  # the papers whose main tables paibench rebuilds (analysis/tables.py)
 DEFAULT_RESOURCES = {"train_threads": 1, "mask_threads": 1, "train_mem_mb": 4000, "train_runtime": 120}
 
 
@@ -151,6 +152,7 @@ class Grid:
         self.archs: dict[str, ArchEntry] = {}
         self.methods: dict[str, MethodEntry] = {}
         self.train: dict[str, dict] = {}
+        self.papers: dict[str, list[str]] = {}  # experiment -> papers whose tables it feeds
         self.runs: list[Run] = []
         base_train = config.get("train", {})
         parse_train_config(base_train, "train")
@@ -230,6 +232,8 @@ class Grid:
                                         f"cannot run on the {d.kind} dataset {d.label!r}; expected one of "
                                         f"{', '.join(n for n in ARCHS.names() if ARCHS.get(n).kind == d.kind)}")
         self.train[name] = parse_train_config({**base_train, **exp.get("train", {})}, f"{where}.train")
+        paper = exp.get("paper", PAPERS)
+        self.papers[name] = [paper] if isinstance(paper, str) else list(paper)
         for d in datasets:
             for a in archs:
                 for m in methods:

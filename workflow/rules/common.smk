@@ -60,9 +60,22 @@ def write_lines(path, lines):
     Path(path).write_text("".join(f"{line}\n" for line in lines))
 
 
+def cached_result(run, path):
+    """``path`` (a result of ``run``) as an input of rules that only read results (tables, figures).
+
+    A result that exists while its run's mask file does not is a cached result: a fresh clone has the
+    committed metrics and mask statistics but no masks or weights. It is given as an absolute path, which no
+    rule's output pattern matches, so Snakemake reads it as source data instead of scheduling the mask and
+    the training again. Every other result keeps its relative path and so its producing rule.
+    """
+    if not Path(run.mask).exists() and Path(path).exists():
+        return str(Path(path).resolve())
+    return path
+
+
 def all_metrics():
-    return [f"{run.run_dir}/metrics.json" for run in RUNS]
+    return [cached_result(run, f"{run.run_dir}/metrics.json") for run in RUNS]
 
 
 def all_evals():
-    return [f"{run.run_dir}/eval.json" for run in RUNS]
+    return [cached_result(run, f"{run.run_dir}/eval.json") for run in RUNS]
