@@ -152,6 +152,7 @@ class Grid:
         self.archs: dict[str, ArchEntry] = {}
         self.methods: dict[str, MethodEntry] = {}
         self.train: dict[str, dict] = {}
+        self.pack: dict[str, int] = {}  # experiment -> pack size (1: every run is its own job)
         self.papers: dict[str, list[str]] = {}  # experiment -> papers whose tables it feeds
         self.runs: list[Run] = []
         base_train = config.get("train", {})
@@ -232,6 +233,7 @@ class Grid:
                                         f"cannot run on the {d.kind} dataset {d.label!r}; expected one of "
                                         f"{', '.join(n for n in ARCHS.names() if ARCHS.get(n).kind == d.kind)}")
         self.train[name] = parse_train_config({**base_train, **exp.get("train", {})}, f"{where}.train")
+        self.pack[name] = int(exp.get("pack", self.config.get("pack", 1)))
         paper = exp.get("paper", PAPERS)
         self.papers[name] = [paper] if isinstance(paper, str) else list(paper)
         for d in datasets:
@@ -256,6 +258,22 @@ class Grid:
         e = self.methods[label]
         return ["--method", e.name] + [x for k, v in sorted(e.options.items()) if v is not None
                                        for x in ("--opt", f"{k}={_value_text(v)}")]
+
+    def packs(self, done) -> list[list[Run]]:
+        """Training jobs for packed experiments: unfinished runs (``done(run)`` false) of one experiment,
+        dataset and architecture in chunks of ``pack``, in grid order. Finished runs get no job at all (their
+        files are kept as they are), so adding a seed or a ratio never puts a finished run back into a job."""
+        groups: dict[tuple, list[Run]] = {}
+        out: list[list[Run]] = []
+        for run in self.runs:
+            if self.pack.get(run.experiment, 1) <= 1:
+                continue
+            if not done(run):
+                groups.setdefault((run.experiment, run.dataset, run.arch), []).append(run)
+        for (exp, _, _), runs in groups.items():
+            size = self.pack[exp]
+            out += [runs[i : i + size] for i in range(0, len(runs), size)]
+        return out
 
     def uses_data(self, method_label: str) -> bool:
         entry = self.methods[method_label]

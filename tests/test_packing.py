@@ -123,3 +123,28 @@ def test_cli_train_pack_writes_each_members_files(tmp_path, digits_file, capsys)
         metrics = json.loads((Path(s.out_dir) / "metrics.json").read_text())
         assert metrics["run_key"] == s.run_key and metrics["status"] == "ok"
         assert (Path(s.out_dir) / "epochs.csv").exists() and (Path(s.out_dir) / "model.safetensors").exists()
+
+
+@pytest.mark.slow
+def test_workflow_packs_runs_and_keeps_finished_runs_cached(tmp_path):
+    from conftest import planned_jobs, run_snakemake, tiny_config
+
+    config = tiny_config(methods=["random"], compressions=[10], seeds=[0, 1])
+    config["train"]["epochs"] = 1
+    config["pack"] = 2
+    work = tmp_path / "w"
+    dry = run_snakemake(work, config, "-n", "results/tables/runs.csv")
+    jobs = planned_jobs(dry)
+    assert sum(n for r, n in jobs.items() if r.startswith("train_pack_")) == 1 and "train" not in jobs
+    run_snakemake(work, config, "results/tables/runs.csv")
+    runs = [work / f"results/runs/tiny/digits/vgg16_w0.125/random/c10/s{s}" for s in (0, 1)]
+    logs = list((work / "logs" / "train_pack").rglob("*.log"))
+    assert len(logs) == 1 and "packing 2 runs" in logs[0].read_text()
+    before = {r: (r / "metrics.json").stat().st_mtime_ns for r in runs}
+    # One more seed: one new job holding only the new run; the finished pack is not retrained.
+    config["experiments"]["tiny"]["seeds"] = [0, 1, 2]
+    jobs = planned_jobs(run_snakemake(work, config, "-n", "results/tables/runs.csv"))
+    assert sum(n for r, n in jobs.items() if r.startswith("train_pack_")) == 1
+    run_snakemake(work, config, "results/tables/runs.csv")
+    assert all((r / "metrics.json").stat().st_mtime_ns == t for r, t in before.items())
+    assert (work / "results/runs/tiny/digits/vgg16_w0.125/random/c10/s2/metrics.json").exists()
