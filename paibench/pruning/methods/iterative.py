@@ -38,19 +38,19 @@ def progressive(ctx: PruneContext, force: bool) -> Masks:
             if masks is not None:
                 with torch.no_grad():
                     for n, p in params.items():
-                        p.copy_(w0[n] * masks[n].to(p.device, p.dtype))
+                        p.copy_(w0[n] * masks[n])
             grads = average_gradients(net, params, batches(num_batches))
             scores = {}
             for n in params:
                 if force:
-                    s = (w0[n] * grads[n]).abs().cpu()
+                    s = (w0[n] * grads[n]).abs()
                 else:
-                    s = (params[n].detach() * grads[n]).abs().cpu()
+                    s = (params[n].detach() * grads[n]).abs()
                     if masks is not None:
                         s[~masks[n]] = -1.0  # below every live saliency: pruning is permanent
                 scores[n] = s
             masks = rank_masks(scores, kept, "global")
-    return masks
+    return {n: m.cpu() for n, m in masks.items()}
 
 
 def force(ctx: PruneContext) -> Masks:

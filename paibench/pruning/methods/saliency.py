@@ -43,12 +43,10 @@ def _top_k_flat(flat: torch.Tensor, k: int) -> torch.Tensor:
     kthvalue, which matters when SynFlow/FORCE re-threshold tens of millions of scores every round.
     """
     n = flat.numel()
-    keep = torch.zeros(n, dtype=torch.bool)
     if k <= 0:
-        return keep
+        return torch.zeros(n, dtype=torch.bool, device=flat.device)
     if k >= n:
-        keep[:] = True
-        return keep
+        return torch.ones(n, dtype=torch.bool, device=flat.device)
     thr = torch.kthvalue(flat, n - k + 1).values
     keep = flat > thr
     need = k - int(keep.sum())
@@ -58,8 +56,11 @@ def _top_k_flat(flat: torch.Tensor, k: int) -> torch.Tensor:
 
 
 def rank_masks(scores: Mapping[str, torch.Tensor], kept: int, scope: str = "global") -> Masks:
-    """Keep the `kept` highest scores (globally, or per layer at equal density); exact counts."""
-    cpu = {n: s.detach().flatten().double().cpu() for n, s in scores.items()}
+    """Keep the `kept` highest scores (globally, or per layer at equal density); exact counts.
+
+    The masks stay on the scores' device (no host round trip per step of an iterative method on a GPU).
+    """
+    cpu = {n: s.detach().flatten().double() for n, s in scores.items()}
     if scope == "layer":
         sizes = {n: s.numel() for n, s in cpu.items()}
         counts = allocate(sizes, {n: float(v) for n, v in sizes.items()}, kept)
@@ -125,7 +126,7 @@ def _scope(ctx: PruneContext) -> str:
 
 def ranking_method(score_fn: Callable[[PruneContext], Scores]) -> Callable[[PruneContext], Masks]:
     def method(ctx: PruneContext) -> Masks:
-        return rank_masks(score_fn(ctx), ctx.target_kept, _scope(ctx))
+        return {n: m.cpu() for n, m in rank_masks(score_fn(ctx), ctx.target_kept, _scope(ctx)).items()}
 
     return method
 
@@ -190,7 +191,8 @@ def grasp_scores(ctx: PruneContext) -> Scores:
 
 def grasp(ctx: PruneContext) -> Masks:
     # "remove the highest scores": keep the lowest -theta*Hg, i.e. the highest theta*Hg
-    return rank_masks({n: -s for n, s in grasp_scores(ctx).items()}, ctx.target_kept, _scope(ctx))
+    masks = rank_masks({n: -s for n, s in grasp_scores(ctx).items()}, ctx.target_kept, _scope(ctx))
+    return {n: m.cpu() for n, m in masks.items()}
 
 
 def _linearised_copy(ctx: PruneContext) -> nn.Module:
