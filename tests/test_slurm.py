@@ -1,0 +1,205 @@
+"""End to end on a real single-node SLURM cluster (.ci/slurm/start.sh) through workflow/profiles/slurm.
+
+The cluster comes from, in order: PAIBENCH_SLURM_STATE (started by .ci/run), or this module starting one
+with .ci/slurm/start.sh (root with slurm-wlm installed) and stopping it afterwards, even on failure.
+Otherwise the tests skip with the reason, unless PAIBENCH_REQUIRE_SLURM=1 (CI), where they fail.
+
+One SLURM run of a tiny grid covers everything: mask/train/evaluate jobs are sbatch jobs, training asks
+for the fake GPU (gpu: 1 -> --gpus=1), the first training job is cancelled with scancel while it runs and
+the profile's `retries` resubmit it; masks must equal a local run's byte for byte and the tables be full.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+DEADLINE_S = 270  # the whole SLURM run; the module stays under 5 minutes
+
+CONFIG = {
+    "datasets": {"digits": {}},
+    "train": {"epochs": 2, "batch_size": 64, "lr": 0.05, "device": "auto"},
+    "resources": {"train_threads": 1, "mask_threads": 1, "train_mem_mb": 1000, "train_runtime": 10},
+    "experiments": {
+        "tiny": {
+            "datasets": ["digits"],
+            "archs": [{"name": "vgg16", "width": 0.125}],
+            "methods": ["dense", "random"],
+            "compressions": [10],
+            "seeds": [0],
+        }
+    },
+}
+
+
+def _unavailable(reason: str):
+    if os.environ.get("PAIBENCH_REQUIRE_SLURM") == "1":
+        pytest.fail(f"SLURM cluster required (PAIBENCH_REQUIRE_SLURM=1) but unavailable: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """SLURM_CONF of a running test cluster; starts (and later stops) one if none was given."""
+    state = os.environ.get("PAIBENCH_SLURM_STATE")
+    started = False
+    if not state:
+        if os.geteuid() != 0:
+            _unavailable("SLURM test cluster not running (PAIBENCH_SLURM_STATE unset) and starting one needs root")
+        if not (shutil.which("slurmctld") and shutil.which("munged")):
+            _unavailable("SLURM test cluster not running and slurm-wlm/munge are not installed "
+                         "(.ci/slurm/start.sh installs them; CI runs it)")
+        proc = subprocess.run([str(REPO / ".ci/slurm/start.sh")], capture_output=True, text=True, timeout=180)
+        if proc.returncode != 0:
+            _unavailable(f".ci/slurm/start.sh failed (exit {proc.returncode}): {proc.stderr.strip()[-1500:]}")
+        state = proc.stdout.strip().splitlines()[-1]
+        started = True
+    conf = Path(state) / "etc" / "slurm.conf"
+    if not conf.is_file():
+        _unavailable(f"no SLURM config at {conf}")
+    try:
+        yield {"SLURM_CONF": str(conf)}
+    finally:
+        if started:
+            subprocess.run([str(REPO / ".ci/slurm/stop.sh"), state], timeout=120)
+
+
+def _env(extra: dict) -> dict:
+    env = {**os.environ, **extra, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env.pop("CUDA_VISIBLE_DEVICES", None)
+    return env
+
+
+def _slurm_jobs(env: dict) -> list[dict]:
+    """Every job the cluster still remembers (MinJobAge keeps finished ones): id, state, comment."""
+    out = subprocess.run(["squeue", "--states=all", "-h", "-o", "%i|%T|%k"], env=env, capture_output=True,
+                         text=True, timeout=30, check=True).stdout
+    return [dict(zip(("id", "state", "comment"), line.split("|", 2))) for line in out.splitlines() if line]
+
+
+def _test_profile(tmp: Path) -> Path:
+    """The repo's SLURM profile, scaled down to the 2-CPU test node; GPU requests and retries kept as-is."""
+    profile = yaml.safe_load((REPO / "workflow/profiles/slurm/config.yaml").read_text())
+    profile["jobs"] = 4
+    profile["latency-wait"] = 5
+    profile["set-threads"] = {rule: 1 for rule in profile["set-threads"]}
+    for rule, res in profile["set-resources"].items():
+        res.update({"cpus_per_task": 1, "mem_mb": 1000, "runtime": 10})
+    out = tmp / "profile"
+    out.mkdir()
+    (out / "config.yaml").write_text(yaml.safe_dump(profile, sort_keys=False))
+    return out
+
+
+@pytest.fixture(scope="module")
+def slurm_run(cluster, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("slurm")
+    env = _env(cluster)
+    repo_profile = yaml.safe_load((REPO / "workflow/profiles/slurm/config.yaml").read_text())
+    work, local = tmp / "slurm", tmp / "local"
+    for d in (work, local):
+        d.mkdir()
+        (d / "config.yaml").write_text(yaml.safe_dump(CONFIG))
+    profile = _test_profile(tmp)
+    cmd = [str(BIN / "snakemake"), "-s", str(REPO / "Snakefile"), "-d", str(work),
+           "--configfile", str(work / "config.yaml"), "--profile", str(profile),
+           # the test cluster has no accounting database; poll squeue, and soon
+           "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "5"]
+    log = (tmp / "snakemake.log").open("w")
+    proc = subprocess.Popen(cmd, cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT)
+    cancelled = None
+    start = time.monotonic()
+    try:
+        while proc.poll() is None:
+            if time.monotonic() - start > DEADLINE_S:
+                proc.terminate()
+                proc.wait(timeout=60)
+                pytest.fail(f"SLURM run exceeded {DEADLINE_S} s; log:\n{(tmp / 'snakemake.log').read_text()[-4000:]}")
+            if cancelled is None:
+                running = [j for j in _slurm_jobs(env)
+                           if j["state"] == "RUNNING" and j["comment"].startswith("rule_train")]
+                if running:
+                    # give the job step a moment to start so the cancel lands mid-run
+                    time.sleep(1.0)
+                    subprocess.run(["scancel", running[0]["id"]], env=env, check=True, timeout=30)
+                    cancelled = running[0]
+            time.sleep(0.5)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        log.close()
+    text = (tmp / "snakemake.log").read_text()
+    assert proc.returncode == 0, f"SLURM run failed (exit {proc.returncode}):\n{text[-6000:]}"
+
+    # The same masks from a local run (no executor plugin).
+    targets = [f"results/masks/digits/vgg16_w0.125/{m}/c{c}/s0.safetensors" for m, c in (("dense", 1), ("random", 10))]
+    local_proc = subprocess.run([str(BIN / "snakemake"), "-s", str(REPO / "Snakefile"), "-d", str(local),
+                                 "--configfile", str(local / "config.yaml"), "--cores", "2", *targets],
+                                cwd=local, env=_env({}), capture_output=True, text=True, timeout=240)
+    assert local_proc.returncode == 0, local_proc.stderr[-4000:]
+    return {"work": work, "local": local, "env": env, "log": text, "cancelled": cancelled,
+            "jobs": _slurm_jobs(env), "profile": repo_profile}
+
+
+def test_profile_requests_gpu_for_training():
+    profile = yaml.safe_load((REPO / "workflow/profiles/slurm/config.yaml").read_text())
+    assert profile["executor"] == "slurm" and profile["retries"] >= 1
+    train = profile["set-resources"]["train"]
+    assert train["gpu"] == 1 and {"runtime", "mem_mb", "cpus_per_task"} <= set(train)
+    # names the plugin ignores must not creep in
+    assert not {"gpus", "time_min", "partition", "account"} & {k for r in profile["set-resources"].values() for k in r}
+
+
+def test_masks_identical_to_local_run(slurm_run):
+    work, local = slurm_run["work"], slurm_run["local"]
+    masks = sorted(p.relative_to(work) for p in (work / "results/masks").rglob("*.safetensors"))
+    assert len(masks) == 2
+    for rel in masks:
+        assert (work / rel).read_bytes() == (local / rel).read_bytes(), rel
+
+
+def test_tables_complete(slurm_run):
+    work = slurm_run["work"]
+    rows = list(csv.DictReader((work / "results/tables/runs.csv").open()))
+    assert len(rows) == 2
+    assert {r["method"] for r in rows} == {"dense", "random"}
+    for r in rows:
+        assert 0.0 <= float(r["accuracy"]) <= 1.0
+    assert (work / "results/tables/summary.csv").stat().st_size > 0
+    assert (work / "results/figures/accuracy_vs_compression.png").stat().st_size > 0
+    for run in ("dense/c1", "random/c10"):
+        assert (work / f"results/runs/tiny/digits/vgg16_w0.125/{run}/s0/eval.json").is_file()
+
+
+def test_jobs_ran_on_slurm_with_the_fake_gpu(slurm_run):
+    jobs = slurm_run["jobs"]
+    rules = {j["comment"].split("_wildcards_")[0] for j in jobs if j["state"] == "COMPLETED"}
+    assert {"rule_mask", "rule_train", "rule_evaluate"} <= rules
+    # local rules never went to SLURM
+    assert not any(j["comment"].startswith(("rule_prepare_data", "rule_aggregate", "rule_plot")) for j in jobs)
+    train_ok = [j for j in jobs if j["comment"].startswith("rule_train") and j["state"] == "COMPLETED"]
+    assert len(train_ok) == 2
+    for job in train_ok:
+        info = subprocess.run(["scontrol", "show", "job", "-d", "-o", job["id"]], env=slurm_run["env"],
+                              capture_output=True, text=True, timeout=30, check=True).stdout.split()
+        assert "TresPerJob=gres:gpu:1" in info and "JOB_GRES=gpu:1" in info, info  # requested and allocated
+
+
+def test_cancelled_job_is_retried(slurm_run):
+    cancelled = slurm_run["cancelled"]
+    assert cancelled is not None, "no training job was seen running to cancel"
+    same = [j for j in slurm_run["jobs"] if j["comment"] == cancelled["comment"]]
+    states = sorted(j["state"] for j in same)
+    assert states == ["CANCELLED", "COMPLETED"], same
