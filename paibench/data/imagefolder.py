@@ -43,14 +43,19 @@ def _iter_split(root: Path, split: str):
     for suffix in ARCHIVE_SUFFIXES:
         archive = root / f"{split}{suffix}"
         if archive.is_file():
-            with tarfile.open(archive, "r:*") as tar:
-                members = sorted((m for m in tar if m.isfile()), key=lambda m: m.name)
-                for m in members:
+            # Read in archive order (stream mode), then sort: extracting members of a compressed tar in
+            # sorted order seeks backwards, and every backward seek in an .xz/.gz stream decompresses from
+            # the start again (hours for CIFAR-10's 50,000 members instead of seconds).
+            found = []
+            with tarfile.open(archive, "r|*") as tar:
+                for m in tar:
                     parts = Path(m.name).parts
                     if parts and parts[0] in (".", split):
                         parts = parts[1:]
-                    if len(parts) >= 2 and Path(m.name).suffix.lower() in IMAGE_SUFFIXES:
-                        yield parts[0], parts[-1], tar.extractfile(m).read()
+                    if m.isfile() and len(parts) >= 2 and Path(m.name).suffix.lower() in IMAGE_SUFFIXES:
+                        found.append((m.name, parts[0], parts[-1], tar.extractfile(m).read()))
+            for _, cls, name, data in sorted(found, key=lambda item: item[0]):
+                yield cls, name, data
             return
     raise PaibenchError(f"dataset.path: {root} has no '{split}' folder or {split}.tar[.gz|.xz] archive")
 
