@@ -38,10 +38,10 @@ def _bad(mutate):
 @pytest.mark.parametrize("mutate, needles", [
     (lambda c: c["experiments"]["tiny"]["methods"].append("magic"), ["methods[3]", "'magic'", "expected one of", "erk"]),
     (lambda c: c["experiments"]["tiny"].update(compressions=[0.5]), ["compressions[0]", "0.5"]),
-    (lambda c: c["experiments"]["tiny"].update(seeds=[]), ["seeds", "non-empty"]),
+    (lambda c: c["experiments"]["tiny"].update(seeds=[]), ["seeds", "non-empty list"]),
     (lambda c: c["experiments"]["tiny"].update(archs=[{"name": "gcn"}]), ["archs[0]", "'gcn'", "graph model", "vgg16"]),
     (lambda c: c["experiments"]["tiny"].update(datasets=["mnist"]), ["datasets[0]", "'mnist'", "digits"]),
-    (lambda c: c.update(experiments={}), ["experiments", "non-empty"]),
+    (lambda c: c.update(experiments={}), ["experiments", "at least one"]),
 ])
 def test_bad_configs_name_key_value_and_allowed(mutate, needles):
     message = _bad(mutate)
