@@ -1,6 +1,8 @@
 # Helpers shared by all .smk files (the validated grid; wildcard -> CLI argument lookups).
+import hashlib
 import json
 from pathlib import Path
+import re
 import shlex
 import sys
 
@@ -79,3 +81,16 @@ def all_metrics():
 
 def all_evals():
     return [cached_result(run, f"{run.run_dir}/eval.json") for run in RUNS]
+
+
+def run_done(run):
+    return all(Path(run.run_dir, f).exists() for f in ("metrics.json", "epochs.csv", "model.safetensors"))
+
+
+def pack_member(run):
+    a = GRID.archs[run.arch]
+    return json.dumps({
+        "data": run.data, "mask": run.mask, "out_dir": run.run_dir, "seed": run.seed, "run_key": run.key,
+        "checkpoint": f"results/checkpoints/{run.key}.pt", "dataset": GRID.datasets[run.dataset].type,
+        "arch": a.name, "width": a.width, "arch_options": a.options,
+    }, sort_keys=True)

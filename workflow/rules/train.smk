@@ -1,6 +1,3 @@
-import hashlib
-import re
-
 # Experiments with `pack: N` (N > 1) train through the generated train_pack_* rules below instead.
 _PACKED = sorted(e for e, n in GRID.pack.items() if n > 1)
 _SOLO = sorted(e for e in GRID.pack if e not in _PACKED)
@@ -40,23 +37,10 @@ rule train:
 
 
 
-def _run_done(run):
-    return all(Path(run.run_dir, f).exists() for f in ("metrics.json", "epochs.csv", "model.safetensors"))
-
-
-def _member(run):
-    a = GRID.archs[run.arch]
-    return json.dumps({
-        "data": run.data, "mask": run.mask, "out_dir": run.run_dir, "seed": run.seed, "run_key": run.key,
-        "checkpoint": f"results/checkpoints/{run.key}.pt", "dataset": GRID.datasets[run.dataset].type,
-        "arch": a.name, "width": a.width, "arch_options": a.options,
-    }, sort_keys=True)
-
-
 # One rule per pack, decided when the workflow is parsed from the unfinished runs. A finished run of a packed
 # experiment has no rule, so Snakemake keeps its files (a pack rule's params list its members, so any rule
 # for it now would differ from the one that made it and trigger a rerun); delete a run's folder to retrain it.
-for _pack in GRID.packs(_run_done):
+for _pack in GRID.packs(run_done):
     _id = hashlib.sha256(" ".join(r.key for r in _pack).encode()).hexdigest()[:12]
 
     rule:
@@ -72,7 +56,7 @@ for _pack in GRID.packs(_run_done):
         log:
             f"logs/train_pack/{_pack[0].experiment}/{_id}.log",
         params:
-            members=quoted(x for r in _pack for x in ("--member", _member(r))),
+            members=quoted(x for r in _pack for x in ("--member", pack_member(r))),
             train=json.dumps(GRID.train[_pack[0].experiment], sort_keys=True),
         threads: RES["train_threads"]
         resources:
