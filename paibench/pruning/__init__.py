@@ -96,9 +96,25 @@ def _search_effective(ctx: PruneContext, spec) -> Masks:
         eff = stats["effective_kept"]
         return masks, (total / eff if eff else float("inf"))
 
+    # A collapsed mask (no input-output path) never meets a target: it is too compressed, not "infinitely
+    # effective", so the search moves towards less compression and keeps the best connected candidate.
     best, best_eff = attempt(target)
     if best_eff <= target * 1.005:
         return best
+    best_ok = best_eff != float("inf")
+    lo, hi = 1.0, target  # effective(lo) may be < target; effective(hi) > target
+    for _ in range(20):
+        mid = (lo * hi) ** 0.5
+        masks, eff = attempt(mid)
+        if eff >= target:
+            hi = mid
+            if eff != float("inf") or not best_ok:
+                best, best_eff, best_ok = masks, eff, eff != float("inf")
+        else:
+            lo = mid
+        if kept_for(total, lo) - kept_for(total, hi) <= 1 or best_eff <= target * 1.005:
+            break
+    return best
     lo, hi = 1.0, target  # effective(lo) may be < target; effective(hi) > target
     for _ in range(20):
         mid = (lo * hi) ** 0.5
