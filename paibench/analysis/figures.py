@@ -56,6 +56,10 @@ def _palette(sns, methods) -> dict:
 
 
 def _save(fig, out_png: Path) -> list[Path]:
+    """Lay out, write PNG and PDF atomically, and close the figure."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
     written = []
     for path in (out_png, out_png.with_suffix(".pdf")):
         with atomic_path(path) as tmp:
@@ -63,6 +67,7 @@ def _save(fig, out_png: Path) -> list[Path]:
             meta = {"CreationDate": None} if path.suffix == ".pdf" else {"Software": None}
             fig.savefig(tmp, format=path.suffix[1:], dpi=200, bbox_inches="tight", metadata=meta)
         written.append(path)
+    plt.close(fig)
     return written
 
 
@@ -151,10 +156,7 @@ def accuracy_vs_compression(runs: pd.DataFrame, out_png: Path, axis: str = "nomi
         ax.set_xlabel(f"{axis} compression ratio (×, log scale)")
         ax.set_ylabel("test accuracy (%)")
         _legend(ax)
-    fig.tight_layout()
-    written = _save(fig, Path(out_png))
-    plt.close(fig)
-    return written
+    return _save(fig, Path(out_png))
 
 
 def effective_vs_nominal(runs: pd.DataFrame, out_png: Path) -> list[Path]:
@@ -195,10 +197,7 @@ def effective_vs_nominal(runs: pd.DataFrame, out_png: Path) -> list[Path]:
         ax.set_xlabel("nominal compression ratio (×, log scale)")
         ax.set_ylabel("effective compression ratio (×, log scale)")
         _legend(ax)
-    fig.tight_layout()
-    written = _save(fig, Path(out_png))
-    plt.close(fig)
-    return written
+    return _save(fig, Path(out_png))
 
 
 def pick_profile_compression(compressions, wanted: float | None) -> float | None:
@@ -246,10 +245,7 @@ def layer_density(layers: pd.DataFrame, runs: pd.DataFrame, out_png: Path, wante
         ax.set_xlabel("prunable layer (input → output)")
         ax.set_ylabel("kept fraction of layer weights (log scale)")
         _legend(ax)
-    fig.tight_layout()
-    written = _save(fig, Path(out_png))
-    plt.close(fig)
-    return written
+    return _save(fig, Path(out_png))
 
 
 def collapse_fraction(runs: pd.DataFrame, out_png: Path) -> list[Path]:
@@ -276,10 +272,7 @@ def collapse_fraction(runs: pd.DataFrame, out_png: Path) -> list[Path]:
         ax.set_xlabel("nominal compression ratio (×, log scale)")
         ax.set_ylabel("collapsed masks (% of seeds)")
         _legend(ax)
-    fig.tight_layout()
-    written = _save(fig, Path(out_png))
-    plt.close(fig)
-    return written
+    return _save(fig, Path(out_png))
 
 
 def accuracy_vs_sparsity(runs: pd.DataFrame, out_png: Path) -> list[Path]:
@@ -314,10 +307,7 @@ def accuracy_vs_sparsity(runs: pd.DataFrame, out_png: Path) -> list[Path]:
         ax.set_xlabel("sparsity (% of weights pruned)")
         ax.set_ylabel("test accuracy (%)")
         _legend(ax)
-    fig.tight_layout()
-    written = _save(fig, Path(out_png))
-    plt.close(fig)
-    return written
+    return _save(fig, Path(out_png))
 
 
 def draw_experiment(runs: pd.DataFrame, layers: pd.DataFrame, out_dir: str | Path,
