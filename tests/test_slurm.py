@@ -4,15 +4,19 @@ The cluster comes from, in order: PAIBENCH_SLURM_STATE (started by .ci/run), or 
 with .ci/slurm/start.sh (root with slurm-wlm installed) and stopping it afterwards, even on failure.
 Otherwise the tests skip with the reason, unless PAIBENCH_REQUIRE_SLURM=1 (CI), where they fail.
 
-One SLURM run of a tiny grid covers everything: mask/train/evaluate jobs are sbatch jobs, training asks
+One SLURM run of a tiny grid, made once per pytest session even under xdist, covers everything: mask/train/evaluate jobs are sbatch jobs, training asks
 for the fake GPU (gpu: 1 -> --gpus=1), the first training job is cancelled with scancel while it runs and
 the profile's `retries` resubmit it; masks must equal a local run's byte for byte and the tables be full.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import fcntl
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -50,26 +54,30 @@ def _unavailable(reason: str):
     pytest.skip(reason)
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    """SLURM_CONF of a running test cluster; starts (and later stops) one if none was given."""
+class _Unavailable(Exception):
+    """The SLURM test cluster cannot run here; the tests skip with this reason (or fail under CI)."""
+
+
+@contextlib.contextmanager
+def _cluster():
+    """SLURM_CONF of a running test cluster; starts (and afterwards stops) one if none was given."""
     state = os.environ.get("PAIBENCH_SLURM_STATE")
     started = False
     if not state:
         if os.geteuid() != 0:
-            _unavailable("SLURM test cluster not running (PAIBENCH_SLURM_STATE unset) and starting one needs root")
+            raise _Unavailable("SLURM test cluster not running (PAIBENCH_SLURM_STATE unset) and starting one needs root")
         if not (shutil.which("slurmctld") and shutil.which("munged")):
-            _unavailable("SLURM test cluster not running and slurm-wlm/munge are not installed "
-                         "(.ci/slurm/start.sh installs them; CI runs it)")
+            raise _Unavailable("SLURM test cluster not running and slurm-wlm/munge are not installed "
+                               "(.ci/slurm/start.sh installs them; CI runs it)")
         proc = subprocess.run([str(REPO / ".ci/slurm/start.sh")], capture_output=True, text=True, timeout=180)
         if proc.returncode != 0:
-            _unavailable(f".ci/slurm/start.sh failed (exit {proc.returncode}): {proc.stderr.strip()[-1500:]}")
+            raise _Unavailable(f".ci/slurm/start.sh failed (exit {proc.returncode}): {proc.stderr.strip()[-1500:]}")
         state = proc.stdout.strip().splitlines()[-1]
         started = True
-    conf = Path(state) / "etc" / "slurm.conf"
-    if not conf.is_file():
-        _unavailable(f"no SLURM config at {conf}")
     try:
+        conf = Path(state) / "etc" / "slurm.conf"
+        if not conf.is_file():
+            raise _Unavailable(f"no SLURM config at {conf}")
         yield {"SLURM_CONF": str(conf)}
     finally:
         if started:
@@ -82,11 +90,17 @@ def _env(extra: dict) -> dict:
     return env
 
 
-def _slurm_jobs(env: dict) -> list[dict]:
-    """Every job the cluster still remembers (MinJobAge keeps finished ones): id, state, comment."""
+def _submitted_ids(log: Path) -> set[str]:
+    """SLURM job ids this Snakemake run submitted, read from its log (the cluster may hold other runs' jobs)."""
+    return set(re.findall(r"submitted with SLURM jobid (\d+)", log.read_text()))
+
+
+def _slurm_jobs(env: dict, ids: set[str]) -> list[dict]:
+    """The jobs among `ids` that the cluster still remembers (MinJobAge keeps finished ones)."""
     out = subprocess.run(["squeue", "--states=all", "-h", "-o", "%i|%T|%k"], env=env, capture_output=True,
                          text=True, timeout=30, check=True).stdout
-    return [dict(zip(("id", "state", "comment"), line.split("|", 2))) for line in out.splitlines() if line]
+    jobs = [dict(zip(("id", "state", "comment"), line.split("|", 2))) for line in out.splitlines() if line]
+    return [j for j in jobs if j["id"] in ids]
 
 
 def _test_profile(tmp: Path) -> Path:
@@ -103,9 +117,8 @@ def _test_profile(tmp: Path) -> Path:
     return out
 
 
-@pytest.fixture(scope="module")
-def slurm_run(cluster, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("slurm")
+def _slurm_run(cluster: dict, tmp: Path) -> dict:
+    """One SLURM run of the tiny grid (cancelling its first training job) and a local run of the same masks."""
     env = _env(cluster)
     repo_profile = yaml.safe_load((REPO / "workflow/profiles/slurm/config.yaml").read_text())
     work, local = tmp / "slurm", tmp / "local"
@@ -126,9 +139,9 @@ def slurm_run(cluster, tmp_path_factory):
             if time.monotonic() - start > DEADLINE_S:
                 proc.terminate()
                 proc.wait(timeout=60)
-                pytest.fail(f"SLURM run exceeded {DEADLINE_S} s; log:\n{(tmp / 'snakemake.log').read_text()[-4000:]}")
+                raise AssertionError(f"SLURM run exceeded {DEADLINE_S} s; log:\n{(tmp / 'snakemake.log').read_text()[-4000:]}")
             if cancelled is None:
-                running = [j for j in _slurm_jobs(env)
+                running = [j for j in _slurm_jobs(env, _submitted_ids(tmp / "snakemake.log"))
                            if j["state"] == "RUNNING" and j["comment"].startswith("rule_train")]
                 if running:
                     # give the job step a moment to start so the cancel lands mid-run
@@ -149,8 +162,53 @@ def slurm_run(cluster, tmp_path_factory):
                                  "--configfile", str(local / "config.yaml"), "--cores", "2", *targets],
                                 cwd=local, env=_env({}), capture_output=True, text=True, timeout=240)
     assert local_proc.returncode == 0, local_proc.stderr[-4000:]
-    return {"work": work, "local": local, "env": env, "log": text, "cancelled": cancelled,
-            "jobs": _slurm_jobs(env), "profile": repo_profile}
+    jobs = _slurm_jobs(env, _submitted_ids(tmp / "snakemake.log"))
+    # scontrol while the cluster still runs: what each training job requested and was allocated
+    train_info = {j["id"]: subprocess.run(["scontrol", "show", "job", "-d", "-o", j["id"]], env=env,
+                                          capture_output=True, text=True, timeout=30, check=True).stdout.split()
+                  for j in jobs if j["comment"].startswith("rule_train")}
+    return {"work": str(work), "local": str(local), "log": text, "cancelled": cancelled,
+            "jobs": jobs, "train_job_info": train_info, "profile": repo_profile}
+
+
+@pytest.fixture(scope="module")
+def slurm_run(tmp_path_factory, worker_id):
+    """The SLURM run's record, made once per pytest session.
+
+    Under pytest-xdist a module fixture runs once per worker, and two SLURM runs at once would share one
+    cluster and double the time; so the first worker to take the lock runs it and writes a JSON record in
+    the session's shared temp folder, and any other worker reads that record.
+    """
+    if worker_id == "master":
+        return _resolve(_record(tmp_path_factory.mktemp("slurm")))
+    shared = tmp_path_factory.getbasetemp().parent
+    with open(shared / "slurm_run.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        done = shared / "slurm_run.json"
+        if not done.exists():
+            tmp = shared / "slurm_run"
+            tmp.mkdir()
+            done.write_text(json.dumps(_record(tmp)))
+        return _resolve(json.loads(done.read_text()))
+
+
+def _record(tmp: Path) -> dict:
+    try:
+        with _cluster() as cluster:
+            return {"ok": _slurm_run(cluster, tmp)}
+    except _Unavailable as exc:
+        return {"unavailable": str(exc)}
+    except AssertionError as exc:
+        return {"failed": str(exc)}
+
+
+def _resolve(record: dict) -> dict:
+    if "unavailable" in record:
+        _unavailable(record["unavailable"])
+    if "failed" in record:
+        pytest.fail(record["failed"], pytrace=False)
+    run = record["ok"]
+    return {**run, "work": Path(run["work"]), "local": Path(run["local"])}
 
 
 def test_profile_requests_gpu_for_training():
@@ -192,8 +250,7 @@ def test_jobs_ran_on_slurm_with_the_fake_gpu(slurm_run):
     train_ok = [j for j in jobs if j["comment"].startswith("rule_train") and j["state"] == "COMPLETED"]
     assert len(train_ok) == 2
     for job in train_ok:
-        info = subprocess.run(["scontrol", "show", "job", "-d", "-o", job["id"]], env=slurm_run["env"],
-                              capture_output=True, text=True, timeout=30, check=True).stdout.split()
+        info = slurm_run["train_job_info"][job["id"]]
         assert "TresPerJob=gres:gpu:1" in info and "JOB_GRES=gpu:1" in info, info  # requested and allocated
 
 
