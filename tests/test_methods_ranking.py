@@ -300,3 +300,92 @@ def test_igq_prunes_large_layers_hardest_and_spreads_at_extreme_sparsity():
     assert dens["small"] > dens["mid"] > dens["big"]
     q = igq_kept(sizes, 30)  # F large: every layer keeps about 1/F, i.e. nearly equal counts
     assert max(q.values()) / min(q.values()) < 1.2
+
+
+# ---------------------------------------------------------------------------------------------------
+# SynFlow: the fast implementation against a plain one, and its precision
+# ---------------------------------------------------------------------------------------------------
+
+def _synflow_plain(model, info, compression, rounds, dtype):
+    """SynFlow written the obvious way: dense masks, a stable full sort every round, dead weights at -inf."""
+    from paibench.models.base import example_input
+    from paibench.pruning.core import kept_for
+
+    net = copy.deepcopy(model).to(dtype).eval()
+    with torch.no_grad():
+        for t in net.state_dict().values():
+            if t.is_floating_point():
+                t.abs_()
+    params = prunable_parameters(net)
+    original = {n: p.detach().clone() for n, p in params.items()}
+    masks = {n: torch.ones_like(p, dtype=torch.bool) for n, p in params.items()}
+    total = sum(p.numel() for p in params.values())
+    x = example_input(info, batch=1, dtype=dtype)
+    for r in range(1, rounds + 1):
+        with torch.no_grad():
+            for n, p in params.items():
+                p.copy_(original[n] * masks[n])
+        grads = torch.autograd.grad(net(*x).sum(), list(params.values()))
+        scores = {n: torch.where(masks[n], (g * p).abs(), torch.tensor(-math.inf, dtype=dtype))
+                  for (n, p), g in zip(params.items(), grads)}
+        masks = top_k_masks(scores, kept_for(total, compression ** (r / rounds)))
+    return masks
+
+
+@pytest.mark.parametrize("compression", [3.0, 50.0, 2000.0])
+def test_synflow_matches_plain_implementation(compression):
+    from paibench.pruning.methods.saliency import synflow
+
+    info = DATASETS.get("digits").info({})
+    model = build_model("vgg16", info, WIDTH, seed=0)
+    fast = synflow(_ctx(model, info, compression, {"rounds": 6, "precision": "float64"}))
+    plain = _synflow_plain(model, info, compression, 6, torch.float64)
+    assert all(torch.equal(fast[n], plain[n]) for n in plain)
+
+
+def test_kth_largest_bracketing_is_exact(monkeypatch):
+    """The sample-bracketed selection (used above ~1M scores) equals a sort, ties, skew and misses included."""
+    from paibench.pruning.methods import saliency
+
+    monkeypatch.setattr(saliency, "_DIRECT", 100)  # bracket small inputs so the test stays fast
+    monkeypatch.setattr(saliency, "_SAMPLE", 32)
+    gen = torch.Generator().manual_seed(0)
+    inputs = [torch.rand(5000, generator=gen), torch.randint(0, 4, (3000,), generator=gen).float(),
+              torch.cat([torch.zeros(4000), torch.rand(1000, generator=gen)]),  # a mass of ties at the bottom
+              torch.sort(torch.rand(2048, generator=gen)).values,  # sorted: the strided sample is skewed
+              torch.rand(4096, generator=gen).double() ** 12]
+    for flat in inputs:
+        n = flat.numel()
+        ordered = torch.sort(flat, descending=True, stable=True)
+        for k in (1, 2, 7, n // 10, n // 3, n // 2, n - 3, n - 1, n):
+            assert saliency._kth_largest(flat, k) == ordered.values[k - 1]
+            expected = torch.zeros(n, dtype=torch.bool)
+            expected[ordered.indices[:k]] = True
+            assert torch.equal(saliency._top_k_flat(flat, k), expected)
+
+
+def test_synflow_precision_float32_by_default_float64_on_overflow(caplog):
+    from paibench.errors import PaibenchError
+    from paibench.pruning.methods.saliency import synflow
+
+    info = DATASETS.get("digits").info({})
+    assert METHODS.get("synflow").parse_options({})["precision"] == "auto"
+    with pytest.raises(PaibenchError, match=r"--opt\.precision: .*not allowed.*auto.*float32.*float64"):
+        METHODS.get("synflow").parse_options({"precision": "half"}, "--opt")
+    # VGG-16 fits float32 (as in the reference): auto is float32, and agrees with float64 but for near-ties
+    vgg = build_model("vgg16", info, WIDTH, seed=0)
+    auto = synflow(_ctx(vgg, info, 30.0, {"rounds": 10}))
+    f32 = synflow(_ctx(vgg, info, 30.0, {"rounds": 10, "precision": "float32"}))
+    f64 = synflow(_ctx(vgg, info, 30.0, {"rounds": 10, "precision": "float64"}))
+    assert all(torch.equal(auto[n], f32[n]) for n in auto)
+    same = sum(int((f32[n] & f64[n]).sum()) for n in f32)
+    assert same >= 0.999 * sum(int(m.sum()) for m in f64.values())
+    # ResNet-50's synaptic flow overflows float32 even at 1/8 width: auto recomputes in float64
+    resnet = build_model("resnet50", info, 0.125, seed=0)
+    with pytest.raises(PaibenchError, match=r"precision: R = (inf|nan) in float32.*precision=float64"):
+        synflow(_ctx(resnet, info, 30.0, {"rounds": 2, "precision": "float32"}))
+    with caplog.at_level("INFO"):
+        auto = synflow(_ctx(resnet, info, 30.0, {"rounds": 2}))
+    assert "recomputing in float64" in caplog.text
+    f64 = synflow(_ctx(resnet, info, 30.0, {"rounds": 2, "precision": "float64"}))
+    assert all(torch.equal(auto[n], f64[n]) for n in auto)

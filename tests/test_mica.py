@@ -14,7 +14,7 @@ import torch
 from paibench.data.base import DatasetInfo
 from paibench.errors import PaibenchError
 from paibench.models import build_model, prunable_parameters
-from paibench.pruning.core import PruneContext
+from paibench.pruning.core import MethodSpec, PruneContext, allocate
 from paibench.pruning.effective import _connectivity_model
 from paibench.pruning.methods import METHODS
 from paibench.pruning.methods.mica import layer_budget
@@ -137,16 +137,38 @@ def test_budget_option_validation():
     assert spec.parse_options({"budget": "erk"})["budget"] == "erk"
 
 
-def test_budget_from_mask_when_method_has_no_budget(vgg):
+def _first_k_per_layer(ctx):
+    """A budget-less test method: keeps the first weights of each layer, twice as dense in later layers."""
+    names = list(ctx.params)
+    weights = {n: float(i + 1) for i, n in enumerate(names)}
+    counts = allocate({n: p.numel() for n, p in ctx.params.items()}, weights, ctx.target_kept)
+    out = {}
+    for n, p in ctx.params.items():
+        m = torch.zeros(p.numel(), dtype=torch.bool)
+        m[: counts[n]] = True
+        out[n] = m.view(p.shape)
+    return out
+
+
+@pytest.fixture
+def budgetless_method():
+    name = "test_first_k"
+    METHODS.add(name, MethodSpec(name, _first_k_per_layer, data_free=True, budget=None))
+    try:
+        yield name
+    finally:
+        del METHODS._items[name]
+
+
+def test_budget_from_mask_when_method_has_no_budget(vgg, budgetless_method):
     """A method without a `budget` callable lends the per-layer counts of its own mask."""
-    name = next((n for n in METHODS.names() if METHODS.get(n).budget is None and METHODS.get(n).data_free
-                 and n not in ("dense", "mica", "rpi", "xnet", "rreg")), None)
-    if name is None:
-        pytest.skip("no registered data-free method without a budget callable")
-    spec = METHODS.get(name)
+    spec = METHODS.get(budgetless_method)
     ctx = PruneContext(vgg, prunable_parameters(vgg), 100, torch.Generator().manual_seed(0), CIFAR, spec.parse_options({}))
     expected = {n: int(m.sum()) for n, m in spec.fn(ctx).items()}
-    masks, _ = run(vgg, CIFAR, "mica", 100, budget=name)
+    assert len(set(expected.values())) > 1  # uneven per-layer counts, so copying them is a real check
+    masks, _ = run(vgg, CIFAR, "mica", 100, budget=budgetless_method)
+    assert {n: int(m.sum()) for n, m in masks.items()} == expected
+    masks, _ = run(vgg, CIFAR, "rpi", 100, budget=budgetless_method)
     assert {n: int(m.sum()) for n, m in masks.items()} == expected
 
 

@@ -15,15 +15,19 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import logging
 from typing import Callable, Iterable, Mapping
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from paibench.errors import PaibenchError
 from paibench.models.base import example_input, prunable_parameters
 from paibench.options import Option
 from paibench.pruning.core import Masks, MethodSpec, PruneContext, allocate, kept_for
+
+log = logging.getLogger(__name__)
 
 Scores = dict[str, torch.Tensor]
 
@@ -36,22 +40,56 @@ SAMPLES_PER_CLASS = Option(int, 10, minimum=1, help="class-balanced sample: imag
 # exact top-k (same result as core.top_k_masks, in O(n) instead of a full sort)
 # ---------------------------------------------------------------------------------------------------
 
+_SAMPLE = 1 << 16  # entries in the strided sample that brackets the threshold
+_DIRECT = 1 << 20  # below this size kthvalue on everything is as fast as bracketing
+
+
+def _kth_largest(flat: torch.Tensor, k: int) -> torch.Tensor:
+    """The k-th largest value of `flat` (1 <= k <= n), exactly.
+
+    Large inputs: a strided sample brackets the answer between two of its values (lo, hi); counting
+    entries against them proves the bracket, and kthvalue then runs only on the entries inside it.
+    The sample only decides how much work is done, never the answer: a bracket that fails its counts
+    falls back to kthvalue on everything. A fixed stride keeps the work deterministic too.
+    """
+    n = flat.numel()
+    if n <= _DIRECT:
+        return torch.kthvalue(flat, n - k + 1).values
+    sample = torch.sort(flat[:: n // _SAMPLE], descending=True).values
+    m = sample.numel()
+    pos = k * m / n  # where the threshold falls in the sorted sample
+    slack = 4.0 * (pos * (1 - pos / m)) ** 0.5 + 8  # ~4 sigma of a binomial count, plus a margin
+    hi = sample[max(int(pos - slack), 0)]
+    lo = sample[min(int(pos + slack), m - 1)]
+    # the threshold is <= hi iff fewer than k entries exceed hi (count_nonzero: a bool .sum() is ~6x slower)
+    above = int(torch.count_nonzero(flat > hi))
+    inside = flat >= lo
+    inside &= flat <= hi
+    band = flat.index_select(0, inside.nonzero().squeeze(1))  # (masked_select is ~5x slower on CPU)
+    rank = k - above  # the threshold's rank from the top inside the band
+    if above >= k or rank > band.numel():  # bracket missed (skewed sample): do it the slow way
+        return torch.kthvalue(flat, n - k + 1).values
+    return torch.kthvalue(band, band.numel() - rank + 1).values
+
+
 def _top_k_flat(flat: torch.Tensor, k: int) -> torch.Tensor:
     """Bool mask of the k largest entries; ties at the threshold go to the lowest positions.
 
-    Identical to taking the first k of a stable descending sort (core.top_k_masks), but uses
-    kthvalue, which matters when SynFlow/FORCE re-threshold tens of millions of scores every round.
+    Identical to taking the first k of a stable descending sort (core.top_k_masks), in O(n): SynFlow and
+    FORCE re-threshold tens of millions of scores every round, where a sort would dominate.
     """
     n = flat.numel()
     if k <= 0:
         return torch.zeros(n, dtype=torch.bool, device=flat.device)
     if k >= n:
         return torch.ones(n, dtype=torch.bool, device=flat.device)
-    thr = torch.kthvalue(flat, n - k + 1).values
+    thr = _kth_largest(flat, k)
+    keep = flat >= thr
+    if int(torch.count_nonzero(keep)) == k:  # the threshold value is unique: no ties to break
+        return keep
     keep = flat > thr
-    need = k - int(keep.sum())
-    if need > 0:
-        keep[torch.nonzero(flat == thr).flatten()[:need]] = True
+    need = k - int(torch.count_nonzero(keep))
+    keep[torch.nonzero(flat == thr).flatten()[:need]] = True
     return keep
 
 
@@ -195,9 +233,13 @@ def grasp(ctx: PruneContext) -> Masks:
     return {n: m.cpu() for n, m in masks.items()}
 
 
-def _linearised_copy(ctx: PruneContext) -> nn.Module:
-    """float64, eval mode, |every parameter and buffer|; the copy is thrown away, so no sign restore is needed."""
-    net = copy.deepcopy(ctx.model).to(ctx.device).double().eval()
+class _Float32Overflow(Exception):
+    """R = sum(output) of the linearised network is not a finite positive float32 number."""
+
+
+def _linearised_copy(ctx: PruneContext, dtype: torch.dtype) -> nn.Module:
+    """eval mode, |every parameter and buffer|, in `dtype`; the copy is thrown away, so no sign restore is needed."""
+    net = copy.deepcopy(ctx.model).to(device=ctx.device, dtype=dtype).eval()
     with torch.no_grad():
         for t in net.state_dict().values():
             if t.is_floating_point():
@@ -208,15 +250,33 @@ def _linearised_copy(ctx: PruneContext) -> nn.Module:
 
 
 def synflow(ctx: PruneContext) -> Masks:
-    """Iterative SynFlow: |theta| in float64, eval mode, all-ones input, R = sum(output), score |theta * dR/dtheta|.
+    """Iterative SynFlow: |theta|, eval mode, all-ones input, R = sum(output), score |theta * dR/dtheta|.
 
-    Round r of `rounds` keeps total * density^(r/rounds) weights (the exponential schedule); pruned weights
+    Precision: the reference computes in float32 (its `model.double()` is commented out), which is exact
+    enough for VGG/ResNet-20 but overflows on deep or wide networks (R is ~1e72 for ResNet-50, ~1e45 for
+    WRN-28-10 at init). `auto` (default) runs float32 and restarts in float64 when R stops being a finite
+    positive float32 in any round; `float32` then fails with an error instead, `float64` always uses it.
+    """
+    precision = ctx.options.get("precision", "auto")
+    if precision == "float64":
+        return _synflow(ctx, torch.float64)
+    try:
+        return _synflow(ctx, torch.float32, check=True)
+    except _Float32Overflow as exc:
+        if precision == "float32":
+            raise PaibenchError(f"precision: {exc}; use --opt precision=float64 (or auto)") from None
+        log.info("synflow: %s; recomputing in float64", exc)
+        return _synflow(ctx, torch.float64)
+
+
+def _synflow(ctx: PruneContext, dtype: torch.dtype, check: bool = False) -> Masks:
+    """Round r of `rounds` keeps total * density^(r/rounds) weights (the exponential schedule); pruned weights
     are zeroed and stay pruned (only live weights are ranked). Exact counts, ties to the lowest position.
     Work outside the forward/backward pass is O(live weights), which shrinks geometrically.
     """
     rounds = int(ctx.options.get("rounds", 100))
     scope = _scope(ctx)
-    net = _linearised_copy(ctx)
+    net = _linearised_copy(ctx, dtype)
     params = prunable_parameters(net)
     names = list(params)
     weights = [params[n] for n in names]
@@ -225,21 +285,27 @@ def synflow(ctx: PruneContext) -> Masks:
     flat_w = [p.data.view(-1) for p in weights]  # views: zeroing an entry prunes it in the network
     sizes = {n: p.numel() for n, p in zip(names, weights)}
     live = [torch.arange(p.numel(), device=p.device) for p in weights]  # ascending kept positions per layer
-    inputs = tuple(t.to(ctx.device) for t in example_input(ctx.info, batch=1, dtype=torch.float64))
+    inputs = tuple(t.to(ctx.device) for t in example_input(ctx.info, batch=1, dtype=dtype))
     total = ctx.total
     for r in range(1, rounds + 1):
         kept = ctx.target_kept if r == rounds else kept_for(total, ctx.compression ** (r / rounds))
-        grads = torch.autograd.grad(net(*inputs).sum(), weights)
-        scores = [(g.view(-1)[idx] * w[idx]).abs_() for g, w, idx in zip(grads, flat_w, live)]
-        if scope == "layer":
-            counts = allocate(sizes, {n: float(v) for n, v in sizes.items()}, kept)
-            keeps = [_top_k_flat(s, min(counts[n], s.numel())) for n, s in zip(names, scores)]
-        else:
-            keep = _top_k_flat(torch.cat(scores), kept)
-            keeps = list(torch.split(keep, [s.numel() for s in scores]))
+        flow = net(*inputs).sum()
+        if check and not (0.0 < float(flow.detach()) < float("inf")):
+            raise _Float32Overflow(f"R = {float(flow.detach())} in float32 at round {r}")
+        grads = torch.autograd.grad(flow, weights)
         with torch.no_grad():
+            scores = [(g.view(-1).index_select(0, idx) * w.index_select(0, idx)).abs_()
+                      for g, w, idx in zip(grads, flat_w, live)]
+            if scope == "layer":
+                counts = allocate(sizes, {n: float(v) for n, v in sizes.items()}, kept)
+                keeps = [_top_k_flat(s, min(counts[n], s.numel())) for n, s in zip(names, scores)]
+            else:
+                keeps = torch.cat(scores)
+                keeps = list(_top_k_flat(keeps, kept).split([s.numel() for s in scores]))
             for i, k in enumerate(keeps):
-                flat_w[i][live[i][~k]] = 0.0
+                if bool(k.all()):
+                    continue
+                flat_w[i].index_fill_(0, live[i][~k], 0.0)
                 live[i] = live[i][k]
     masks = {}
     for n, p, idx in zip(names, weights, live):
@@ -247,17 +313,6 @@ def synflow(ctx: PruneContext) -> Masks:
         m[idx.cpu()] = True
         masks[n] = m.view(p.shape)
     return masks
-
-
-def synflow_scores(ctx: PruneContext) -> Scores:
-    """One-shot SynFlow scores of the dense network (round 1 of the iterative method)."""
-    net = _linearised_copy(ctx)
-    params = prunable_parameters(net)
-    for p in params.values():
-        p.requires_grad_(True)
-    inputs = tuple(t.to(ctx.device) for t in example_input(ctx.info, batch=1, dtype=torch.float64))
-    grads = torch.autograd.grad(net(*inputs).sum(), list(params.values()))
-    return {n: (g * p).detach().abs() for (n, p), g in zip(params.items(), grads)}
 
 
 magnitude = ranking_method(magnitude_scores)
@@ -277,5 +332,7 @@ GRASP = MethodSpec("grasp", grasp, data_free=False, budget=budget_of(grasp),
                    description="GraSP: score -theta*Hg at temperature T=200, remove the highest scores")
 SYNFLOW = MethodSpec("synflow", synflow, data_free=True, budget=budget_of(synflow),
                      options={"scope": SCOPE,
-                              "rounds": Option(int, 100, minimum=1, help="pruning rounds on the exponential schedule")},
-                     description="SynFlow: data-free iterative synaptic flow (|theta|, all-ones input, float64, eval mode)")
+                              "rounds": Option(int, 100, minimum=1, help="pruning rounds on the exponential schedule"),
+                              "precision": Option(str, "auto", choices=("auto", "float32", "float64"),
+                                                  help="float32 as the reference; auto falls back to float64 on overflow")},
+                     description="SynFlow: data-free iterative synaptic flow (|theta|, all-ones input, eval mode)")
