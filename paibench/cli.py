@@ -13,34 +13,22 @@ from paibench.errors import PaibenchError
 from paibench.options import parse_kv_list
 
 
-def _compression(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number; expected a ratio > 1 such as 100 or 1e3") from None
-    if not value >= 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not allowed; expected a ratio >= 1 such as 100 or 1e3")
-    return value
+def _number_type(cast, noun: str, expected: str, ok):
+    """An argparse type: `cast` the text, then check it with `ok`; both failures say what is expected."""
+    def parse(text: str):
+        try:
+            value = cast(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {noun}; expected {expected}") from None
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"{text!r} is not allowed; expected {expected}")
+        return value
+    return parse
 
 
-def _nonneg_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer; expected an integer >= 0") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not allowed; expected an integer >= 0")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number; expected a number > 0") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not allowed; expected a number > 0")
-    return value
+_compression = _number_type(float, "a number", "a ratio >= 1 such as 100 or 1e3", lambda v: v >= 1)
+_nonneg_int = _number_type(int, "an integer", "an integer >= 0", lambda v: v >= 0)
+_positive_float = _number_type(float, "a number", "a number > 0", lambda v: v > 0)
 
 
 def cmd_mask(args) -> int:

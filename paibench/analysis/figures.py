@@ -159,23 +159,37 @@ def accuracy_vs_compression(runs: pd.DataFrame, out_png: Path, axis: str = "nomi
     return _save(fig, Path(out_png))
 
 
-def effective_vs_nominal(runs: pd.DataFrame, out_png: Path) -> list[Path]:
-    """Figure 2: effective against nominal compression; the diagonal is 'nothing silently disconnected'."""
+def _pruned_panels(runs: pd.DataFrame, width: float = 4.4, height: float = 3.5):
+    """Figure, and per (dataset, arch) panel its axis, title and the pruned runs of each method.
+
+    Yields (ax, sub, series): sub holds the panel's pruned runs, series maps method -> (color, its runs),
+    methods without runs left out. Panels without pruned runs are marked empty and not yielded.
+    """
     plt, sns = _plt()
     pruned = runs[runs["method_name"] != "dense"]
     panels = _panels(pruned) or _panels(runs)
     palette = _palette(sns, sorted(pruned["method"].unique()))
-    fig, axes = _grid(plt, len(panels))
-    for ax, (dataset, arch) in zip(axes, panels):
-        sub = pruned[(pruned["dataset"] == dataset) & (pruned["arch"] == arch)]
-        if sub.empty:
-            _empty(ax)
-            continue
-        labelled: set = set()
-        for method, color in palette.items():
-            msub = sub[sub["method"] == method]
-            if msub.empty:
+    fig, axes = _grid(plt, len(panels), width=width, height=height)
+
+    def per_panel():
+        for ax, (dataset, arch) in zip(axes, panels):
+            sub = pruned[(pruned["dataset"] == dataset) & (pruned["arch"] == arch)]
+            if sub.empty:
+                _empty(ax)
                 continue
+            ax.set_title(f"{dataset} / {arch}")
+            series = {m: (c, sub[sub["method"] == m]) for m, c in palette.items()}
+            yield ax, sub, {m: v for m, v in series.items() if not v[1].empty}
+
+    return fig, per_panel()
+
+
+def effective_vs_nominal(runs: pd.DataFrame, out_png: Path) -> list[Path]:
+    """Figure 2: effective against nominal compression; the diagonal is 'nothing silently disconnected'."""
+    fig, panels = _pruned_panels(runs)
+    for ax, sub, series in panels:
+        labelled: set = set()
+        for method, (color, msub) in series.items():
             stats = msub.groupby("compression").agg(
                 x=("nominal_compression", "mean"),
                 y=("effective_compression", lambda s: float(np.exp(np.log(s[np.isfinite(s)]).mean())) if np.isfinite(s).any() else math.inf),
@@ -193,7 +207,6 @@ def effective_vs_nominal(runs: pd.DataFrame, out_png: Path) -> list[Path]:
         ax.plot([lo, hi], [lo, hi], color="0.5", linestyle=":", linewidth=1, label="effective = nominal")
         ax.set_xscale("log")
         ax.set_yscale("log")
-        ax.set_title(f"{dataset} / {arch}")
         ax.set_xlabel("nominal compression ratio (×, log scale)")
         ax.set_ylabel("effective compression ratio (×, log scale)")
         _legend(ax)
@@ -250,25 +263,13 @@ def layer_density(layers: pd.DataFrame, runs: pd.DataFrame, out_png: Path, wante
 
 def collapse_fraction(runs: pd.DataFrame, out_png: Path) -> list[Path]:
     """Figure 4: percentage of seeds whose mask is collapsed, against nominal compression."""
-    plt, sns = _plt()
-    pruned = runs[runs["method_name"] != "dense"]
-    panels = _panels(pruned) or _panels(runs)
-    palette = _palette(sns, sorted(pruned["method"].unique()))
-    fig, axes = _grid(plt, len(panels))
-    for ax, (dataset, arch) in zip(axes, panels):
-        sub = pruned[(pruned["dataset"] == dataset) & (pruned["arch"] == arch)]
-        if sub.empty:
-            _empty(ax)
-            continue
-        for method, color in palette.items():
-            msub = sub[sub["method"] == method]
-            if msub.empty:
-                continue
+    fig, panels = _pruned_panels(runs)
+    for ax, _, series in panels:
+        for method, (color, msub) in series.items():
             frac = msub.groupby("compression")["collapsed"].mean().mul(100).reset_index()
             ax.plot(frac["compression"], frac["collapsed"], marker="o", markersize=4, color=color, label=method)
         ax.set_xscale("log")
         ax.set_ylim(-5, 105)
-        ax.set_title(f"{dataset} / {arch}")
         ax.set_xlabel("nominal compression ratio (×, log scale)")
         ax.set_ylabel("collapsed masks (% of seeds)")
         _legend(ax)
