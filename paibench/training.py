@@ -47,12 +47,18 @@ TRAIN_OPTIONS: dict[str, Option] = {
     "momentum": Option(float, 0.9, minimum=0.0, maximum=1.0),
     "nesterov": Option(bool, True),
     "weight_decay": Option(float, 5e-4, minimum=0.0),
+    "decay_scope": Option(str, "weights", choices=("weights", "all"),
+                          help="weights: kernels/matrices only; all: biases and norm parameters too (the references)"),
     "schedule": Option(str, "step", choices=("step", "cosine", "constant")),
     "milestones": Option(list, [0.5, 0.75], help="step schedule: epochs (>= 1) or fractions of the run (< 1)"),
     "gamma": Option(float, 0.1, minimum=0.0),
     "warmup_epochs": Option(int, 0, minimum=0),
     "label_smoothing": Option(float, 0.0, minimum=0.0, maximum=1.0),
-    "report": Option(str, "final", choices=("final", "best"), help="which epoch's test accuracy is 'accuracy'"),
+    "report": Option(str, "final", choices=("final", "best"),
+                     help="which epoch's test accuracy is 'accuracy'; best is chosen on validation when there is one"),
+    "val_fraction": Option(float, 0.0, minimum=0.0, maximum=0.5,
+                           help="image data: stratified share of the training split held out as validation "
+                                "(the same images for every run on that data; 0: none)"),
     "eval_batch_size": Option(int, 1024, minimum=1),
     "device": Option(str, "auto", choices=("auto", "cpu", "cuda")),
     "amp": Option(str, "auto", choices=("auto", "bf16", "off"), help="bf16 autocast on GPUs that support it"),
@@ -92,13 +98,38 @@ def pick_device(choice: str) -> torch.device:
 
 
 # ----------------------------------------------------------------------------------------- data on device
+def validation_indices(labels: torch.Tensor, fraction: float) -> torch.Tensor:
+    """Sorted training indices held out as validation: round(fraction * n_c) of every class c.
+
+    Seeded by the fraction and the labels only, so every run (method, seed, compression) on the same
+    data holds out the same images, and the split never moves when the grid grows.
+    """
+    labels = labels.cpu()
+    gen = torch.Generator().manual_seed(derive_seed("validation-split", f"{fraction:.6g}", len(labels),
+                                                    int(labels.sum())))
+    held = []
+    for c in torch.unique(labels).tolist():
+        members = torch.nonzero(labels == c).flatten()
+        take = int(round(fraction * len(members)))
+        held.append(members[torch.randperm(len(members), generator=gen)[:take]])
+    return torch.sort(torch.cat(held)).values
+
+
 class ImageData:
     """The prepared uint8 images on the device once; augmentation and normalisation run batched there."""
 
-    def __init__(self, payload: dict, device: torch.device):
+    def __init__(self, payload: dict, device: torch.device, val_fraction: float = 0.0):
         self.device = device
-        self.x_train = payload["x_train"].to(device)
-        self.y_train = payload["y_train"].to(device)
+        x, y = payload["x_train"], payload["y_train"]
+        self.x_val = self.y_val = None
+        if val_fraction > 0:
+            held = validation_indices(y, val_fraction)
+            train = torch.ones(len(y), dtype=torch.bool)
+            train[held] = False
+            self.x_val, self.y_val = x[held].to(device), y[held].to(device)
+            x, y = x[train], y[train]
+        self.x_train = x.to(device)
+        self.y_train = y.to(device)
         self.x_test = payload["x_test"].to(device)
         self.y_test = payload["y_test"].to(device)
         self.mean = payload["mean"].to(device).view(1, -1, 1, 1)
@@ -202,7 +233,7 @@ def _make_optimizer(cfg: dict, params: list, dims: list[int], device: torch.devi
     fused = {"fused": True} if device.type == "cuda" else {}
     decay, no_decay = [], []
     for p, d in zip(params, dims):
-        (no_decay if d <= 1 else decay).append(p)
+        (no_decay if d <= 1 and cfg["decay_scope"] == "weights" else decay).append(p)
     groups = [{"params": decay, "weight_decay": cfg["weight_decay"]}, {"params": no_decay, "weight_decay": 0.0}]
     if cfg["optimizer"] == "sgd":
         return torch.optim.SGD(groups, lr=cfg["lr"], momentum=cfg["momentum"], nesterov=cfg["nesterov"] and cfg["momentum"] > 0, **fused)
@@ -399,9 +430,11 @@ class _Member:
             train_loss, correct = torch.stack([self.loss_sum, self.correct.to(self.loss_sum.dtype)]).tolist()
             train_acc = correct / n
             train_loss /= n
-            test_loss, test_acc = evaluate_images(self.model, self.data, self.cfg)
-            row = {"epoch": epoch + 1, "lr": lr, "train_loss": train_loss, "train_acc": train_acc,
-                   "test_loss": test_loss, "test_acc": test_acc}
+            row = {"epoch": epoch + 1, "lr": lr, "train_loss": train_loss, "train_acc": train_acc}
+            if self.data.x_val is not None:
+                row["val_loss"], row["val_acc"] = evaluate_images(self.model, self.data, self.cfg,
+                                                                  self.data.x_val, self.data.y_val)
+            row["test_loss"], row["test_acc"] = evaluate_images(self.model, self.data, self.cfg)
         else:
             ev = evaluate_graph(self.model, self.data)
             train_loss = float(graph_out["train_loss"])
@@ -574,7 +607,8 @@ def train_pack(specs: list[RunSpec], log=print, mode: str = "auto") -> list[dict
         if s.data not in loaded:
             payload = load_prepared(s.data)
             kind = payload["kind"]
-            loaded[s.data] = (payload, ImageData(payload, device) if kind == "image" else GraphData(payload, device))
+            loaded[s.data] = (payload, ImageData(payload, device, cfg["val_fraction"]) if kind == "image"
+                              else GraphData(payload, device))
         payload, data = loaded[s.data]
         tag = f"[{s.run_key}] " if len(specs) > 1 else ""
         members.append(_Member(s, device, payload, data, (lambda msg, t=tag: log(t + msg))))
@@ -622,7 +656,8 @@ def train_run(spec: RunSpec, log=print) -> dict:
 def summarize(history: list[dict], cfg: dict, status: str, kind: str) -> dict:
     finite = [h for h in history if math.isfinite(h.get("test_acc", float("nan")))]
     last = history[-1] if history else {}
-    if kind == "graph" and finite:  # model selection on validation accuracy, as for Planetoid/OGB
+    on_val = bool(finite) and all("val_acc" in h for h in finite)
+    if on_val:  # model selection on validation accuracy (graphs always; images with val_fraction > 0)
         best = max(finite, key=lambda h: (h["val_acc"], -h["epoch"]))
     else:
         best = max(finite, key=lambda h: (h["test_acc"], -h["epoch"])) if finite else {}
@@ -635,7 +670,7 @@ def summarize(history: list[dict], cfg: dict, status: str, kind: str) -> dict:
         "final_test_loss": last.get("test_loss") if status == "ok" else None,
         "final_train_loss": last.get("train_loss") if status == "ok" else None,
         "final_train_acc": last.get("train_acc") if status == "ok" else None,
-        "report": "best-val" if kind == "graph" else cfg["report"],
+        "report": "best-val" if kind == "graph" or (cfg["report"] == "best" and on_val) else cfg["report"],
     }
 
 

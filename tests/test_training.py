@@ -50,3 +50,57 @@ def test_threads_zero_means_all_cores():
 
     assert resolve_threads(3) == 3
     assert resolve_threads(0) == len(os.sched_getaffinity(0))
+
+
+def test_validation_split_is_stratified_fixed_and_disjoint():
+    from paibench.training import validation_indices
+
+    labels = torch.tensor([0] * 50 + [1] * 30 + [2] * 21)[torch.randperm(101, generator=torch.Generator().manual_seed(3))]
+    held = validation_indices(labels, 0.2)
+    assert torch.equal(held, validation_indices(labels, 0.2))  # same data -> same split, whatever the run
+    assert torch.equal(held, torch.unique(held))  # sorted, no repeats
+    counts = torch.bincount(labels[held], minlength=3).tolist()
+    assert counts == [10, 6, 4]  # round(0.2 * n_c) of every class
+    other = validation_indices(labels, 0.1)
+    assert torch.bincount(labels[other], minlength=3).tolist() == [5, 3, 2]
+
+
+def _val_run(tmp_path, digits_file, name, **train):
+    mask = tmp_path / "m.safetensors"
+    if not mask.exists():
+        make_mask("digits", "vgg16", "random", 10, 0, str(mask), width=0.125)
+    cfg = parse_train_config({"epochs": 3, "batch_size": 128, "lr": 0.05, **train})
+    spec = RunSpec(data=str(digits_file), mask=str(mask), out_dir=str(tmp_path / name),
+                   checkpoint=str(tmp_path / f"{name}.pt"), run_key=name, train=cfg, dataset="digits",
+                   arch="vgg16", width=0.125, arch_options={}, seed=0, threads=1)
+    lines = []
+    metrics = train_run(spec, log=lines.append)
+    import csv
+
+    rows = list(csv.DictReader((tmp_path / name / "epochs.csv").open()))
+    return metrics, rows
+
+
+def test_val_fraction_holds_out_images_and_selects_best_on_validation(tmp_path, digits_file):
+    metrics, rows = _val_run(tmp_path, digits_file, "val", val_fraction=0.25, report="best")
+    assert all(r["val_acc"] != "" for r in rows)
+    best = max(rows, key=lambda r: (float(r["val_acc"]), -int(r["epoch"])))
+    assert metrics["report"] == "best-val"
+    assert metrics["best_epoch"] == int(best["epoch"])
+    assert metrics["accuracy"] == pytest.approx(float(best["test_acc"]))
+    # without a split: no validation column, and 'best' is the best test epoch
+    plain, plain_rows = _val_run(tmp_path, digits_file, "plain", report="best")
+    assert "val_acc" not in plain_rows[0] and plain["report"] == "best"
+    assert plain["accuracy"] == pytest.approx(max(float(r["test_acc"]) for r in plain_rows))
+
+
+def test_decay_scope_all_decays_biases_and_norm_parameters(tmp_path):
+    from torch import nn
+
+    from paibench.training import _optimizer
+
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.Flatten(), nn.Linear(2, 3))
+    for scope, undecayed in (("weights", 4), ("all", 0)):  # conv bias, BN weight and bias, linear bias
+        opt = _optimizer(parse_train_config({"decay_scope": scope, "weight_decay": 0.1}), model, torch.device("cpu"))
+        assert sum(len(g["params"]) for g in opt.param_groups if g["weight_decay"] == 0.0) == undecayed
+        assert sum(len(g["params"]) for g in opt.param_groups) == len(list(model.parameters()))
