@@ -107,7 +107,8 @@ def _goal(rows, wall: float, args) -> str:
                and len(args.seeds) >= 3 and args.workers <= (os.cpu_count() or 1) <= 2)
     if not covered:
         return (f"Goal (all data-free methods x 10 compressions x 3 seeds < {GOAL_S:.0f} s on 2 cores): "
-                "not judged, this run does not cover it")
+                "not judged: that needs every data-free method, >= 10 compressions and >= 3 seeds on a "
+                "machine of at most 2 cores")
     verdict = "met" if wall < GOAL_S else "NOT met"
     return (f"Goal (all data-free methods x 10 compressions x 3 seeds < {GOAL_S:.0f} s on 2 cores): "
             f"**{verdict}** ({wall:.1f} s)")

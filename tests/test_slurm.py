@@ -4,9 +4,10 @@ The cluster comes from, in order: PAIBENCH_SLURM_STATE (started by .ci/run), or 
 with .ci/slurm/start.sh (root with slurm-wlm installed) and stopping it afterwards, even on failure.
 Otherwise the tests skip with the reason, unless PAIBENCH_REQUIRE_SLURM=1 (CI), where they fail.
 
-One SLURM run of a tiny grid, made once per pytest session even under xdist, covers everything: mask/train/evaluate jobs are sbatch jobs, training asks
-for the fake GPU (gpu: 1 -> --gpus=1), the first training job is cancelled with scancel while it runs and
-the profile's `retries` resubmit it; masks must equal a local run's byte for byte and the tables be full.
+One SLURM run of a tiny grid, made once per pytest session even under xdist, covers everything:
+mask/train/evaluate jobs are sbatch jobs, training asks for the fake GPU (gpu: 1 -> --gpus=1), the first
+training job is cancelled with scancel while it runs and the profile's `retries` resubmit it; masks must
+equal a local run's byte for byte and the tables be full.
 """
 
 from __future__ import annotations
@@ -90,13 +91,10 @@ def _env(extra: dict) -> dict:
     return env
 
 
-def _submitted_ids(log: Path) -> set[str]:
-    """SLURM job ids this Snakemake run submitted, read from its log (the cluster may hold other runs' jobs)."""
-    return set(re.findall(r"submitted with SLURM jobid (\d+)", log.read_text()))
-
-
-def _slurm_jobs(env: dict, ids: set[str]) -> list[dict]:
-    """The jobs among `ids` that the cluster still remembers (MinJobAge keeps finished ones)."""
+def _slurm_jobs(env: dict, log: Path) -> list[dict]:
+    """The jobs the Snakemake run logging to `log` submitted, as far as the cluster still remembers them
+    (MinJobAge keeps finished ones); the ids come from the log, since the cluster may hold other runs' jobs."""
+    ids = set(re.findall(r"submitted with SLURM jobid (\d+)", log.read_text()))
     out = subprocess.run(["squeue", "--states=all", "-h", "-o", "%i|%T|%k"], env=env, capture_output=True,
                          text=True, timeout=30, check=True).stdout
     jobs = [dict(zip(("id", "state", "comment"), line.split("|", 2))) for line in out.splitlines() if line]
@@ -141,7 +139,7 @@ def _slurm_run(cluster: dict, tmp: Path) -> dict:
                 proc.wait(timeout=60)
                 raise AssertionError(f"SLURM run exceeded {DEADLINE_S} s; log:\n{(tmp / 'snakemake.log').read_text()[-4000:]}")
             if cancelled is None:
-                running = [j for j in _slurm_jobs(env, _submitted_ids(tmp / "snakemake.log"))
+                running = [j for j in _slurm_jobs(env, tmp / "snakemake.log")
                            if j["state"] == "RUNNING" and j["comment"].startswith("rule_train")]
                 if running:
                     # give the job step a moment to start so the cancel lands mid-run
@@ -162,7 +160,7 @@ def _slurm_run(cluster: dict, tmp: Path) -> dict:
                                  "--configfile", str(local / "config.yaml"), "--cores", "2", *targets],
                                 cwd=local, env=_env({}), capture_output=True, text=True, timeout=240)
     assert local_proc.returncode == 0, local_proc.stderr[-4000:]
-    jobs = _slurm_jobs(env, _submitted_ids(tmp / "snakemake.log"))
+    jobs = _slurm_jobs(env, tmp / "snakemake.log")
     # scontrol while the cluster still runs: what each training job requested and was allocated
     train_info = {j["id"]: subprocess.run(["scontrol", "show", "job", "-d", "-o", j["id"]], env=env,
                                           capture_output=True, text=True, timeout=30, check=True).stdout.split()

@@ -159,7 +159,7 @@ def accuracy_vs_compression(runs: pd.DataFrame, out_png: Path, axis: str = "nomi
     return _save(fig, Path(out_png))
 
 
-def _pruned_panels(runs: pd.DataFrame, width: float = 4.4, height: float = 3.5):
+def _pruned_panels(runs: pd.DataFrame):
     """Figure, and per (dataset, arch) panel its axis, title and the pruned runs of each method.
 
     Yields (ax, sub, series): sub holds the panel's pruned runs, series maps method -> (color, its runs),
@@ -169,7 +169,7 @@ def _pruned_panels(runs: pd.DataFrame, width: float = 4.4, height: float = 3.5):
     pruned = runs[runs["method_name"] != "dense"]
     panels = _panels(pruned) or _panels(runs)
     palette = _palette(sns, sorted(pruned["method"].unique()))
-    fig, axes = _grid(plt, len(panels), width=width, height=height)
+    fig, axes = _grid(plt, len(panels))
 
     def per_panel():
         for ax, (dataset, arch) in zip(axes, panels):

@@ -115,17 +115,6 @@ def _search_effective(ctx: PruneContext, spec) -> Masks:
         if kept_for(total, lo) - kept_for(total, hi) <= 1 or best_eff <= target * 1.005:
             break
     return best
-    lo, hi = 1.0, target  # effective(lo) may be < target; effective(hi) > target
-    for _ in range(20):
-        mid = (lo * hi) ** 0.5
-        masks, eff = attempt(mid)
-        if eff >= target:
-            hi, best, best_eff = mid, masks, eff
-        else:
-            lo = mid
-        if kept_for(total, lo) - kept_for(total, hi) <= 1 or best_eff <= target * 1.005:
-            break
-    return best
 
 
 def make_mask(

@@ -290,8 +290,8 @@ def _synflow(ctx: PruneContext, dtype: torch.dtype, check: bool = False) -> Mask
     for r in range(1, rounds + 1):
         kept = ctx.target_kept if r == rounds else kept_for(total, ctx.compression ** (r / rounds))
         flow = net(*inputs).sum()
-        if check and not (0.0 < float(flow.detach()) < float("inf")):
-            raise _Float32Overflow(f"R = {float(flow.detach())} in float32 at round {r}")
+        if check and not (0.0 < (value := float(flow.detach())) < float("inf")):
+            raise _Float32Overflow(f"R = {value} in float32 at round {r}")
         grads = torch.autograd.grad(flow, weights)
         with torch.no_grad():
             scores = [(g.view(-1).index_select(0, idx) * w.index_select(0, idx)).abs_()
@@ -300,8 +300,7 @@ def _synflow(ctx: PruneContext, dtype: torch.dtype, check: bool = False) -> Mask
                 counts = allocate(sizes, {n: float(v) for n, v in sizes.items()}, kept)
                 keeps = [_top_k_flat(s, min(counts[n], s.numel())) for n, s in zip(names, scores)]
             else:
-                keeps = torch.cat(scores)
-                keeps = list(_top_k_flat(keeps, kept).split([s.numel() for s in scores]))
+                keeps = _top_k_flat(torch.cat(scores), kept).split([s.numel() for s in scores])
             for i, k in enumerate(keeps):
                 if bool(k.all()):
                     continue
