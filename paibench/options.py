@@ -32,6 +32,10 @@ class Option:
     minimum: float | None = None
     maximum: float | None = None
     help: str = ""
+    # Options added after masks were first published: left out of a mask's seed and metadata while at
+    # their default, so every mask made before the option existed stays byte-identical.
+    omit_default: bool = False
+    forbidden: Sequence[Any] = ()  # values refused inside [minimum, maximum] (e.g. 0 for num_batches)
 
     def parse(self, field: str, raw: Any) -> Any:
         value = raw
@@ -67,6 +71,8 @@ class Option:
             raise bad_value(field, raw, f"{_a(self.type.__name__)} >= {self.minimum}")
         if self.maximum is not None and value > self.maximum:
             raise bad_value(field, raw, f"{_a(self.type.__name__)} <= {self.maximum}")
+        if value in self.forbidden:
+            raise bad_value(field, raw, f"{_a(self.type.__name__)} other than {', '.join(map(str, self.forbidden))}")
         return value
 
 
@@ -86,6 +92,12 @@ def parse_options(spec: Mapping[str, Option], raw: Mapping[str, Any], field: str
         else:
             out[key] = opt.default
     return out
+
+
+def recorded_options(spec: Mapping[str, Option], values: Mapping[str, Any]) -> dict[str, Any]:
+    """`values` without the ``omit_default`` options that are at their default (what seeds and metadata record)."""
+    return {k: v for k, v in values.items()
+            if not (k in spec and spec[k].omit_default and v == spec[k].default)}
 
 
 def parse_kv_list(items: Sequence[str] | None, field: str) -> dict[str, str]:

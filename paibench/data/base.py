@@ -4,7 +4,9 @@ A prepared file (``resources/data/<name>.pt``) is a ``torch.save`` of plain tens
 loadable with ``weights_only=True``:
 
 * image datasets: ``x_train``/``x_test`` uint8 N x C x H x W, ``y_train``/``y_test`` int64, ``mean``/``std``
-  (per channel, 0..1 scale), ``augment`` ({"crop_padding": int, "flip": bool});
+  (per channel, 0..1 scale), ``augment`` ({"crop_padding": int, "flip": bool}, and ``random_crop``: int
+  when the model sees random windows of that size, train and test, e.g. the RReg reference's
+  Tiny-ImageNet ``RandomCrop(32)``);
 * graph datasets: ``x`` float32 N x F, ``y`` int64, ``edge_index`` int64 2 x E (both directions),
   ``train_mask``/``val_mask``/``test_mask`` bool;
 * both: ``kind``, ``name``, ``num_classes``, ``classes`` and ``source`` (where the data came from).
@@ -51,7 +53,9 @@ class DatasetSpec:
 def info_from_payload(payload: dict) -> DatasetInfo:
     if payload["kind"] == "image":
         _, c, h, w = payload["x_train"].shape
-        return DatasetInfo(payload["name"], "image", int(payload["num_classes"]), channels=c, size=(h, w))
+        crop = input_crop(payload)
+        size = (crop, crop) if crop else (h, w)
+        return DatasetInfo(payload["name"], "image", int(payload["num_classes"]), channels=c, size=size)
     return DatasetInfo(payload["name"], "graph", int(payload["num_classes"]), num_features=payload["x"].shape[1])
 
 
@@ -85,3 +89,48 @@ def image_payload(name, x_train, y_train, x_test, y_test, classes, source, augme
         "source": source,
         "augment": dict(augment),
     }
+
+
+def _random_crops(x: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
+    """A `size` x `size` window at a uniform random offset, one draw per image (gathered, no loop)."""
+    b, c, h, w = x.shape
+    dy = torch.randint(0, h - size + 1, (b,), generator=generator, device=x.device)
+    dx = torch.randint(0, w - size + 1, (b,), generator=generator, device=x.device)
+    rows = (dy[:, None] + torch.arange(size, device=x.device))[:, None, :, None]
+    cols = (dx[:, None] + torch.arange(size, device=x.device))[:, None, None, :]
+    bi = torch.arange(b, device=x.device)[:, None, None, None]
+    ci = torch.arange(c, device=x.device)[None, :, None, None]
+    return x[bi, ci, rows, cols]
+
+
+def augment_images(x: torch.Tensor, pad: int, flip: bool, generator: torch.Generator, crop: int = 0) -> torch.Tensor:
+    """Random crop with `pad` zero padding, then (``crop`` > 0) a random ``crop`` x ``crop`` window
+    (torchvision ``RandomCrop(crop)``), then a random horizontal flip; one draw per image, no host sync.
+
+    The training engine and the pruning batches share this, so both see the same augmentation.
+    """
+    h = x.shape[2]
+    if pad:
+        x = _random_crops(torch.nn.functional.pad(x, (pad, pad, pad, pad)), h, generator)
+    if crop and crop < h:
+        x = _random_crops(x, crop, generator)
+    if flip:
+        flipped = torch.rand(x.shape[0], generator=generator, device=x.device) < 0.5
+        x = torch.where(flipped[:, None, None, None], x.flip(3), x)
+    return x
+
+
+def fixed_crops(x: torch.Tensor, crop: int, label: str) -> torch.Tensor:
+    """Evaluation images under a random-crop input (``augment.random_crop``): one random window per image,
+    drawn once from a seed of `label`, so every run is evaluated on the same crops. (The RReg reference
+    redraws them at every evaluation; a fixed draw keeps runs comparable.)"""
+    if not crop or crop >= x.shape[2]:
+        return x
+    from paibench.utils import derive_seed
+
+    return _random_crops(x, crop, torch.Generator().manual_seed(derive_seed("eval-crop", label, crop, len(x))))
+
+
+def input_crop(payload: dict) -> int:
+    """The random-crop size a payload's images are fed at (0: their stored size)."""
+    return int(payload.get("augment", {}).get("random_crop", 0))

@@ -95,17 +95,26 @@ def prepare(options, raw_root: Path):
     classes, x_train, y_train, x_val, y_val = read_archive(path, options["max_per_class"])
     return image_payload("tinyimagenet", x_train, y_train, x_val, y_val, classes,
                          source=f"{URL} (md5 {MD5}); test = official val split re-folded by val_annotations.txt",
-                         augment={"crop_padding": 4, "flip": True})
+                         augment=_augment(options["crop"]))
+
+
+def _augment(crop: int) -> dict:
+    """FORCE's 64x64 RandomCrop(64, padding=4) + flip, or the RReg reference's VGG input: RandomCrop(crop)
+    (no padding) + flip on train *and* test images (tinyimagenet_cropped_loader.py)."""
+    return {"crop_padding": 0, "flip": True, "random_crop": crop} if crop else {"crop_padding": 4, "flip": True}
 
 
 SPEC = DatasetSpec(
     name="tinyimagenet",
     kind="image",
     prepare=prepare,
-    info=lambda options: DatasetInfo("tinyimagenet", "image", 200, channels=3, size=(64, 64)),
+    info=lambda options: DatasetInfo("tinyimagenet", "image", 200, channels=3,
+                                     size=(options["crop"] or 64, options["crop"] or 64)),
     options={
         "archive": Option(str, "", help="a local tiny-imagenet-200.zip (used as is); empty: download (md5-checked)"),
         "max_per_class": Option(int, 0, minimum=0, help="keep at most this many training images per class (0: all); val keeps a tenth"),
+        "crop": Option(int, 0, minimum=0, maximum=63,
+                       help="0: 64x64 inputs; n: random n x n windows of train and test images (RReg reference VGG: 32)"),
     },
     description="Tiny-ImageNet-200 official archive (md5-checked), val split re-folded as test, 64x64",
 )

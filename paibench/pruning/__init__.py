@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import fnmatch
 import json
+import math
 import time
+from dataclasses import replace
 from typing import Any
 
 import torch
 
 from paibench.data import DATASETS, info_from_payload
-from paibench.data.base import DatasetInfo
+from paibench.data.base import DatasetInfo, augment_images, input_crop
 from paibench.errors import PaibenchError
 from paibench.models import ARCHS, build_model, prunable_parameters
 from paibench.pruning.core import Masks, PruneContext, kept_for
 from paibench.pruning.maskio import save_mask, stats_path
 from paibench.pruning.methods import METHODS
+from paibench.pruning.effective import effective_masks
 from paibench.pruning.stats import mask_statistics
 from paibench.utils import derive_seed, format_compression, sha256_file, write_json
 
@@ -35,14 +39,46 @@ def image_batches(payload: dict, per_class: int, generator: torch.Generator, dev
     mean = payload["mean"].view(1, -1, 1, 1)
     std = payload["std"].view(1, -1, 1, 1)
     by_class = [torch.nonzero(y == c).flatten() for c in range(int(payload["num_classes"]))]
+    crop = input_crop(payload)
 
     def batches(n: int):
         for _ in range(n):
             idx = torch.cat([c[torch.randint(len(c), (min(per_class, len(c)),), generator=generator)] for c in by_class if len(c)])
-            xb = ((x[idx].float() / 255.0) - mean) / std
+            xb = augment_images(x[idx], 0, False, generator, crop) if crop else x[idx]  # the size the model sees
+            xb = ((xb.float() / 255.0) - mean) / std
             yield (xb.to(device),), y[idx].to(device)
 
+    batches.per_epoch = math.ceil(len(y) / max(1, sum(min(per_class, len(c)) for c in by_class)))
     return batches
+
+
+def random_image_batches(payload: dict, batch_size: int, augment: bool, generator: torch.Generator, device):
+    """naver/force's pruning batches: each is `batch_size` training images drawn uniformly without
+    replacement (the first batch of a freshly shuffled DataLoader), with the training augmentation when
+    `augment` (its loader augments), normalised."""
+    x, y = payload["x_train"], payload["y_train"]
+    mean = payload["mean"].view(1, -1, 1, 1)
+    std = payload["std"].view(1, -1, 1, 1)
+    aug = payload.get("augment", {})
+    pad, flip = int(aug.get("crop_padding", 0)), bool(aug.get("flip", False))
+
+    def batches(n: int):
+        for _ in range(n):
+            idx = torch.randperm(len(y), generator=generator)[:batch_size]
+            xb = augment_images(x[idx], pad if augment else 0, flip and augment, generator, input_crop(payload))
+            yield ((((xb.float() / 255.0) - mean) / std).to(device),), y[idx].to(device)
+
+    batches.per_epoch = math.ceil(len(y) / batch_size)  # num_batches=-1: one pass worth of batches
+    return batches
+
+
+def pruning_batches(payload: dict, info: DatasetInfo, opts: dict, generator: torch.Generator, device):
+    """The batch source a data-dependent method's options ask for (class-balanced by default)."""
+    if info.kind != "image":
+        return graph_batches(payload, device)
+    if opts.get("batching") == "random":
+        return random_image_batches(payload, int(opts["batch_size"]), bool(opts["augment"]), generator, device)
+    return image_batches(payload, int(opts.get("samples_per_class", 10)), generator, device)
 
 
 def graph_batches(payload: dict, device):
@@ -57,6 +93,7 @@ def graph_batches(payload: dict, device):
         for _ in range(n):
             yield (x, adj), y
 
+    batches.per_epoch = 1
     return batches
 
 
@@ -75,25 +112,63 @@ def compute_masks(ctx: PruneContext, method: str) -> Masks:
     if method == "dense":
         return spec.fn(ctx)
     if ctx.options.get("compression_mode", "nominal") == "nominal":
-        return spec.fn(ctx)
-    return _search_effective(ctx, spec)
+        return with_dense_layers(ctx, spec.fn)
+    return _search_effective(ctx, lambda c: with_dense_layers(c, spec.fn))
 
 
-def _search_effective(ctx: PruneContext, spec) -> Masks:
+def dense_layer_names(selectors: str, names: list[str]) -> list[str]:
+    """Parameter names picked by ``dense_layers`` (first, last, fnmatch patterns), in model order."""
+    picked: set[str] = set()
+    for sel in (t.strip() for t in selectors.split(",")):
+        if not sel:
+            continue
+        matched = names[:1] if sel == "first" else names[-1:] if sel == "last" else fnmatch.filter(names, sel)
+        if not matched:
+            raise PaibenchError(f"--opt dense_layers: {sel!r} matches no prunable layer; expected first, last or a "
+                                f"pattern matching one of {', '.join(names[:6])}{', ...' if len(names) > 6 else ''}")
+        picked.update(matched)
+    return [n for n in names if n in picked]
+
+
+def with_dense_layers(ctx: PruneContext, fn) -> Masks:
+    """Run a method on the layers not listed in ``dense_layers``; the listed ones are kept whole.
+
+    The compression keeps counting every prunable weight: the method keeps target_kept minus the dense
+    layers' weights among the other layers (an error when the dense layers alone exceed the target).
+    """
+    dense = dense_layer_names(ctx.options.get("dense_layers", ""), list(ctx.params))
+    if not dense:
+        return fn(ctx)
+    dense_total = sum(ctx.params[n].numel() for n in dense)
+    sub = {n: p for n, p in ctx.params.items() if n not in dense}
+    keep = ctx.target_kept - dense_total
+    if not sub or keep < 1:
+        raise PaibenchError(f"compression: {ctx.compression:g} is out of reach with dense_layers="
+                            f"{ctx.options['dense_layers']!r}: those layers alone keep {dense_total} of {ctx.total} "
+                            f"weights; expected a ratio < {ctx.total / dense_total:.4g}")
+    sub_total = sum(p.numel() for p in sub.values())
+    masks = fn(replace(ctx, params=sub, compression=sub_total / keep, all_params=ctx.params))
+    masks.update({n: torch.ones(ctx.params[n].shape, dtype=torch.bool) for n in dense})
+    return {n: masks[n] for n in ctx.params}
+
+
+def _search_effective(ctx: PruneContext, fn) -> Masks:
     """Bisect the nominal ratio (on a log scale) until the effective ratio meets the target.
 
     Effective kept <= nominal kept, so the nominal ratio searched lies in [1, target]. The result is the
-    least-compressed nominal ratio whose effective ratio is still >= the target (within 0.5 %).
+    least-compressed nominal ratio whose effective ratio (under ``effective_definition``) is still >= the
+    target (within 0.5 %).
     """
     target = ctx.compression
     total = ctx.total
+    definition = ctx.options.get("effective_definition", "paths")
 
     def attempt(nominal: float):
         gen_state = ctx.generator.get_state()
-        masks = spec.fn(ctx.with_compression(nominal))
+        masks = fn(ctx.with_compression(nominal))
         ctx.generator.set_state(gen_state)  # every attempt sees the same random stream
-        stats = mask_statistics(ctx.model, masks, ctx.info, graphs=False)
-        eff = stats["effective_kept"]
+        eff_masks, collapsed = effective_masks(ctx.model, masks, ctx.info, definition)
+        eff = 0 if collapsed else sum(int(m.sum()) for m in eff_masks.values())
         return masks, (total / eff if eff else float("inf"))
 
     # A collapsed mask (no input-output path) never meets a target: it is too compressed, not "infinitely
@@ -147,30 +222,35 @@ def make_mask(
     dev = torch.device(device)
     model.to(dev)
     params = prunable_parameters(model)
+    recorded = spec.recorded(opts)
+    seed_opts = dict(recorded)
+    if recorded.get("budget_mask"):  # the budget mask's content, not where it lies, decides the mask
+        seed_opts["budget_mask"] = sha256_file(recorded["budget_mask"])
     mask_seed = derive_seed("mask", dataset, arch_key(arch, width, arch_opts), method,
-                            json.dumps(opts, sort_keys=True), format_compression(compression), seed)
+                            json.dumps(seed_opts, sort_keys=True), format_compression(compression), seed)
     generator = torch.Generator().manual_seed(mask_seed)
     batches = None
     if payload is not None and spec.uses_data(opts):
-        per_class = int(opts.get("samples_per_class", 10))
-        batches = (image_batches(payload, per_class, generator, dev) if info.kind == "image"
-                   else graph_batches(payload, dev))
-    ctx = PruneContext(model, params, compression, generator, info, opts, batches, dev)
+        batches = pruning_batches(payload, info, opts, generator, dev)
+    ctx = PruneContext(model, params, compression, generator, info, opts, batches, dev, payload=payload)
     masks = {name: m.to("cpu", torch.bool) for name, m in compute_masks(ctx, method).items()}
     _verify(masks, params)
     model.cpu()
     stats = mask_statistics(model, masks, info)
     metadata = {
         "dataset": dataset, "arch": arch, "arch_options": arch_opts, "width": f"{width:g}", "method": method,
-        "options": opts, "compression": format_compression(compression), "seed": str(seed),
+        "options": recorded, "compression": format_compression(compression), "seed": str(seed),
     }
     save_mask(masks, out, metadata)
     stats.update({
         "target_compression": compression, "dataset": dataset, "arch": arch, "arch_options": arch_opts,
-        "width": width, "method": method, "options": opts, "seed": seed, "init_seed": init_seed(dataset, arch, width, arch_opts, seed),
+        "width": width, "method": method, "options": recorded, "seed": seed, "init_seed": init_seed(dataset, arch, width, arch_opts, seed),
         "mask_seed": mask_seed, "sha256": sha256_file(out), "seconds": round(time.perf_counter() - started, 3),
         "mask_file": str(out),
     })
+    dense = dense_layer_names(opts.get("dense_layers", ""), list(params)) if method != "dense" else []
+    if dense:
+        stats["dense_layers"] = dense
     write_json(stats_path(out), stats)
     return stats
 

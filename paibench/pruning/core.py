@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterator, Mapping
 
 import torch
 from torch import nn
 
 from paibench.data.base import DatasetInfo
-from paibench.options import Option, parse_options
+from paibench.options import Option, parse_options, recorded_options
 
 Masks = dict[str, torch.Tensor]
 
@@ -27,6 +27,14 @@ class PruneContext:
     options: dict[str, Any]
     batches: Callable[[int], Iterator[tuple]] | None = None  # batches(n) -> n fresh (inputs..., targets) batches
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    # Every prunable weight of the model, also those the method is not asked to prune (dense_layers):
+    # methods that walk the layer graph (MiCA) need the whole network; None means `params`.
+    all_params: dict[str, nn.Parameter] | None = None
+    payload: dict | None = None  # the prepared dataset, for methods that draw their own batches
+
+    @property
+    def network_params(self) -> dict[str, nn.Parameter]:
+        return self.all_params if self.all_params is not None else self.params
 
     @property
     def total(self) -> int:
@@ -37,8 +45,7 @@ class PruneContext:
         return kept_for(self.total, self.compression)
 
     def with_compression(self, compression: float) -> "PruneContext":
-        return PruneContext(self.model, self.params, compression, self.generator, self.info, self.options,
-                            self.batches, self.device)
+        return replace(self, compression=compression)
 
 
 @dataclass(frozen=True)
@@ -57,12 +64,26 @@ class MethodSpec:
         return self.needs_data(options) if self.needs_data is not None else not self.data_free
 
     def parse_options(self, raw: Mapping[str, Any], field_name: str = "method") -> dict[str, Any]:
-        return parse_options({**COMMON_OPTIONS, **self.options}, raw, field_name)
+        return parse_options(self.all_options, raw, field_name)
+
+    @property
+    def all_options(self) -> dict[str, Option]:
+        return {**COMMON_OPTIONS, **self.options}
+
+    def recorded(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """The options a mask's seed and metadata record (paibench.options.recorded_options)."""
+        return recorded_options(self.all_options, values)
 
 
 COMMON_OPTIONS: dict[str, Option] = {
     "compression_mode": Option(str, "nominal", choices=("nominal", "effective"),
                                help="nominal: ratio of kept weights; effective: ratio of effective weights"),
+    "effective_definition": Option(str, "paths", choices=("paths", "mica"), omit_default=True,
+                                   help="the effective rule compression_mode=effective meets: paths (paibench's "
+                                        "input-output paths) or mica (the MiCA reference's trained-model rule)"),
+    "dense_layers": Option(str, "", omit_default=True,
+                           help="prunable layers left dense, comma-separated: first, last, or fnmatch patterns on "
+                                "parameter names (e.g. fc.*); the compression still counts every prunable weight"),
 }
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from paibench.pruning.effective import effective_masks
+from paibench.pruning.effective import DEFINITIONS, effective_masks
 
 
 def _dead_units(m: torch.Tensor) -> tuple[int, int]:
@@ -79,14 +79,24 @@ def ratio(total: int, kept: int) -> float | None:
 
 
 def mask_statistics(model, masks: dict[str, torch.Tensor], info, graphs: bool = True) -> dict:
-    eff, collapsed = effective_masks(model, masks, info)
+    """Statistics of a mask under both effective definitions (paibench.pruning.effective.DEFINITIONS).
+
+    The unsuffixed keys (``effective_kept``, ``effective_compression``, ``collapsed``, per layer
+    ``effective_kept``/``effective_density``/``dead_*``) are the ``paths`` definition; the ``_mica``
+    suffixed keys are the MiCA reference's rule.
+    """
+    results = {d: effective_masks(model, masks, info, d) for d in DEFINITIONS}
+    eff, collapsed = results["paths"]
+    eff_mica, collapsed_mica = results["mica"]
     layers = []
     for name, m in masks.items():
         numel, kept, ekept = m.numel(), int(m.sum()), int(eff[name].sum())
+        ekept_mica = int(eff_mica[name].sum())
         dead_in, dead_out = _dead_units(eff[name])
         layers.append({
             "name": name, "shape": list(m.shape), "numel": numel, "kept": kept, "effective_kept": ekept,
             "density": kept / numel, "effective_density": ekept / numel,
+            "effective_kept_mica": ekept_mica, "effective_density_mica": ekept_mica / numel,
             "dead_inputs": dead_in, "dead_outputs": dead_out,
         })
         if graphs:  # channel-graph masks only (expansion, spectral_gap); None elsewhere
@@ -94,8 +104,19 @@ def mask_statistics(model, masks: dict[str, torch.Tensor], info, graphs: bool = 
     total = sum(layer["numel"] for layer in layers)
     kept = sum(layer["kept"] for layer in layers)
     ekept = sum(layer["effective_kept"] for layer in layers)
+    ekept_mica = sum(layer["effective_kept_mica"] for layer in layers)
     return {
         "total": total, "kept": kept, "nominal_compression": ratio(total, kept),
         "effective_kept": ekept, "effective_compression": ratio(total, ekept),
-        "collapsed": bool(collapsed or ekept == 0), "layers": layers,
+        "collapsed": bool(collapsed or ekept == 0),
+        "effective_kept_mica": ekept_mica, "effective_compression_mica": ratio(total, ekept_mica),
+        "collapsed_mica": bool(collapsed_mica or ekept_mica == 0),
+        "layers": layers,
     }
+
+
+def effective_key(definition: str, key: str = "effective_compression") -> str:
+    """The statistics/metrics key of `key` under an effective definition ('paths' keys carry no suffix)."""
+    if definition not in DEFINITIONS:
+        raise ValueError(f"effective definition {definition!r}; expected one of {DEFINITIONS}")
+    return key if definition == "paths" else f"{key}_{definition}"

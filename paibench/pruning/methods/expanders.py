@@ -1,8 +1,19 @@
-"""Expander-graph masks: X-Net (Prabhu et al. 2018) and RReg (Stewart et al., CVPR-W 2023).
+"""Expander-graph masks: X-Net (Prabhu et al. 2018), RReg (Stewart et al., CVPR-W 2023) and the
+equal-degree random channel graph the RReg paper compares them with.
 
-Both build a bipartite graph between the input and output channels of every prunable layer and repeat
+All build a bipartite graph between the input and output channels of every prunable layer and repeat
 it over the kernel (a ``Linear`` layer's mask is the graph itself), as SamsungLabs/ExpandersPruning
-does. Let L be the larger side, S the smaller one (ties: the outputs are L) and d the degree:
+does. Let L be the larger side, S the smaller one (ties: the outputs are L) and d the degree.
+
+Orientation (``xnet`` and ``random_graph``, option ``orientation``): ``larger`` (paibench's default) lets
+the channels of L pick, so no unit of the larger side is left without an edge; ``input`` is the
+reference's (``graph_utils.xnet_graph`` / ``random_graph``: every *input* channel picks d outputs, or
+joins each output with probability d/n_out). At d=3 on VGG-16 the reference's first conv (3 -> 64) has 9
+channel edges (9 of 64 outputs live); ``larger`` makes it dense. ``rreg`` is the same in both: its larger
+side is d-regular (the reference's ``rreg_graph``).
+
+* ``random_graph``: every (picking, picked) channel pair is an edge with probability d / n_picked (the
+  reference's ``random`` model); kept counts are binomial around the target, not exact.
 
 * ``xnet``: every channel of L picks d distinct channels of S uniformly at random (exactly
   d-left-regular; S's degrees are whatever results).
@@ -11,7 +22,13 @@ does. Let L be the larger side, S the smaller one (ties: the outputs are L) and 
   bipartite graph with these degrees is drawn by the configuration model with degree-preserving swaps
   removing multi-edges (beyond half density the complement is drawn instead). The best of ``samples``
   such graphs by measured expansion (``paibench.pruning.stats.expansion``) is kept. Every channel's
-  degree equals its target exactly (the reference's nx.Graph collapse of multi-edges can lose some).
+  degree equals its target exactly. ``multi_edges=collapse`` is the reference's instead: the
+  configuration model's pairs go into an nx.Graph, so repeated pairs merge and some degrees fall below d.
+  The reference keeps the best of 100 graphs by 1,000 subset samples (``samples=100 subsets=1000``).
+
+``graph_reuse=true`` (the reference's on-disk graph cache): one graph per (generator, n_in, n_out, d,
+options), drawn from a seed of those values only, so every layer of that size in every run and seed gets
+the same graph, as the reference reuses a cached graph file. Default: a fresh graph per layer and seed.
 
 Degrees, two modes:
 
@@ -27,6 +44,7 @@ Degrees, two modes:
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -35,11 +53,14 @@ import torch
 from paibench.errors import PaibenchError
 from paibench.options import Option
 from paibench.pruning.core import MethodSpec, PruneContext
+from paibench.utils import derive_seed
 
 
-def _sides(shape) -> tuple[int, int, bool]:
-    """(n_L, n_S, outputs_are_larger)."""
+def _sides(shape, orientation: str = "larger") -> tuple[int, int, bool]:
+    """(n_picking, n_picked, picking_side_is_output): the side whose channels have degree d comes first."""
     n_out, n_in = int(shape[0]), int(shape[1])
+    if orientation == "input":
+        return n_in, n_out, False
     return (n_out, n_in, True) if n_out >= n_in else (n_in, n_out, False)
 
 
@@ -50,12 +71,13 @@ def _taps(shape) -> int:
 def layer_degrees(ctx: PruneContext) -> dict[str, int]:
     """Degree of the larger side per layer (module docstring: global or solved from the compression)."""
     shapes = {n: tuple(p.shape) for n, p in ctx.params.items()}
+    orientation = ctx.options.get("orientation", "larger")
     fixed = int(ctx.options.get("degree", 0))
     if fixed > 0:
-        return {n: min(fixed, _sides(s)[1]) for n, s in shapes.items()}
+        return {n: min(fixed, _sides(s, orientation)[1]) for n, s in shapes.items()}
     target = ctx.target_kept
-    step = {n: _taps(s) * _sides(s)[0] for n, s in shapes.items()}
-    cap = {n: _sides(s)[1] for n, s in shapes.items()}
+    step = {n: _taps(s) * _sides(s, orientation)[0] for n, s in shapes.items()}
+    cap = {n: _sides(s, orientation)[1] for n, s in shapes.items()}
     deg = {n: min(cap[n], max(1, round(cap[n] * target / ctx.total))) for n in shapes}
     err = target - sum(deg[n] * step[n] for n in shapes)
     while True:  # greedy: the single +-1 degree change that most reduces |err|
@@ -148,6 +170,21 @@ def _simple_bipartite(left: np.ndarray, right: np.ndarray, gen: torch.Generator)
     return adj
 
 
+def random_channel_graph(n_l: int, n_s: int, d: int, gen: torch.Generator) -> torch.Tensor:
+    """(n_L, n_S) bool: each pair an edge with probability d / n_S (reference ``random_graph``)."""
+    return torch.rand(n_l, n_s, generator=gen) < d / n_s
+
+
+def collapsed_configuration_graph(n_l: int, n_s: int, d: int, gen: torch.Generator) -> torch.Tensor:
+    """The reference's rreg draw: configuration-model pairs merged into a simple graph (degrees <= target)."""
+    right = _balanced(n_l * d, n_s, gen)
+    u = np.repeat(np.arange(n_l), d)
+    v = np.repeat(np.arange(n_s), right)[torch.randperm(int(right.sum()), generator=gen).numpy()]
+    adj = torch.zeros(n_l, n_s, dtype=torch.bool)
+    adj[torch.from_numpy(u), torch.from_numpy(v)] = True
+    return adj
+
+
 def rreg_graph(n_l: int, n_s: int, d: int, gen: torch.Generator) -> torch.Tensor:
     """(n_L, n_S) bool: rows of degree d, columns of degree floor/ceil(n_L*d/n_S), simple."""
     if d >= n_s:
@@ -158,33 +195,52 @@ def rreg_graph(n_l: int, n_s: int, d: int, gen: torch.Generator) -> torch.Tensor
     return torch.from_numpy(_simple_bipartite(np.full(n_l, d, dtype=np.int64), right, gen))
 
 
-def _to_mask(adj: torch.Tensor, shape, outputs_larger: bool) -> torch.Tensor:
-    chan = adj if outputs_larger else adj.t()  # (out, in)
+def _to_mask(adj: torch.Tensor, shape, picking_is_output: bool) -> torch.Tensor:
+    chan = adj if picking_is_output else adj.t()  # (out, in)
     return chan.reshape(chan.shape + (1,) * (len(shape) - 2)).expand(shape).contiguous()
+
+
+def _draw(kind: str, n_l: int, n_s: int, d: int, options, gen: torch.Generator) -> torch.Tensor:
+    """One layer's (picking, picked) channel graph."""
+    if kind == "xnet":
+        return xnet_graph(n_l, n_s, d, gen)
+    if kind == "random_graph":
+        return random_channel_graph(n_l, n_s, d, gen)
+    from paibench.pruning.stats import expansion
+
+    draw = collapsed_configuration_graph if options.get("multi_edges", "swap") == "collapse" else rreg_graph
+    best, best_x = None, -1.0
+    for _ in range(int(options["samples"])):
+        cand = draw(n_l, n_s, d, gen)
+        x = expansion(cand, gen, int(options["subsets"]))
+        if x > best_x:
+            best, best_x = cand, x
+    return best
 
 
 def _graph_masks(ctx: PruneContext, kind: str):
     if int(ctx.options.get("degree", 0)) > 0 and ctx.options.get("compression_mode") == "effective":
         raise PaibenchError("--opt degree: a fixed degree fixes the compression; it cannot be combined with "
                             "compression_mode=effective (use degree=0 to solve degrees from the target)")
-    from paibench.pruning.stats import expansion
-
+    orientation = ctx.options.get("orientation", "larger")
+    reuse = bool(ctx.options.get("graph_reuse", False))
+    shown = json.dumps({k: v for k, v in sorted(ctx.options.items())
+                        if k in ("orientation", "samples", "subsets", "multi_edges")})
     degs = layer_degrees(ctx)
+    cache: dict[tuple, torch.Tensor] = {}
     masks = {}
     for name, p in ctx.params.items():
-        n_l, n_s, out_larger = _sides(p.shape)
+        n_l, n_s, picking_is_output = _sides(p.shape, orientation)
         d = degs[name]
-        if kind == "xnet":
-            adj = xnet_graph(n_l, n_s, d, ctx.generator)
+        if reuse:  # one graph per size, from a seed of the size alone: the reference's graph file cache
+            key = (kind, int(p.shape[1]), int(p.shape[0]), d, shown)
+            if key not in cache:
+                gen = torch.Generator().manual_seed(derive_seed("graph", *key))
+                cache[key] = _draw(kind, n_l, n_s, d, ctx.options, gen)
+            adj = cache[key]
         else:
-            best, best_x = None, -1.0
-            for _ in range(int(ctx.options["samples"])):
-                cand = rreg_graph(n_l, n_s, d, ctx.generator)
-                x = expansion(cand, ctx.generator, int(ctx.options["subsets"]))
-                if x > best_x:
-                    best, best_x = cand, x
-            adj = best
-        masks[name] = _to_mask(adj, p.shape, out_larger)
+            adj = _draw(kind, n_l, n_s, d, ctx.options, ctx.generator)
+        masks[name] = _to_mask(adj, p.shape, picking_is_output)
     return masks
 
 
@@ -196,11 +252,28 @@ def rreg(ctx: PruneContext):
     return _graph_masks(ctx, "rreg")
 
 
-_DEGREE = Option(int, 0, minimum=0, help="global degree of the larger side (0: per-layer degree from the compression)")
-XNET = MethodSpec("xnet", xnet, data_free=True, options={"degree": _DEGREE},
-                  description="X-Net channel graph (larger side d-regular), repeated over the kernel")
+def random_graph(ctx: PruneContext):
+    return _graph_masks(ctx, "random_graph")
+
+
+_DEGREE = Option(int, 0, minimum=0, help="global degree of the picking side (0: per-layer degree from the compression)")
+_ORIENTATION = Option(str, "larger", choices=("larger", "input"), omit_default=True,
+                      help="which channels pick d neighbours: larger side (paibench) or every input (the reference)")
+_REUSE = Option(bool, False, omit_default=True,
+                help="one graph per (n_in, n_out, d) for every layer, run and seed (the reference's graph cache)")
+XNET = MethodSpec("xnet", xnet, data_free=True, options={"degree": _DEGREE, "orientation": _ORIENTATION,
+                                                         "graph_reuse": _REUSE},
+                  description="X-Net channel graph (picking side d-regular), repeated over the kernel")
+RANDOM_GRAPH = MethodSpec("random_graph", random_graph, data_free=True,
+                          options={"degree": _DEGREE, "orientation": _ORIENTATION, "graph_reuse": _REUSE},
+                          description="random channel graph, each pair an edge with probability d/n (the RReg "
+                                      "paper's equal-degree random baseline), repeated over the kernel")
 RREG = MethodSpec("rreg", rreg, data_free=True,
                   options={"degree": _DEGREE,
                            "samples": Option(int, 10, minimum=1, help="graphs drawn per layer; the best expander is kept"),
-                           "subsets": Option(int, 100, minimum=1, help="random subsets per side to measure expansion")},
+                           "subsets": Option(int, 100, minimum=1, help="random subsets per side to measure expansion"),
+                           "multi_edges": Option(str, "swap", choices=("swap", "collapse"), omit_default=True,
+                                                 help="swap: exact degrees by degree-preserving swaps; collapse: repeated "
+                                                      "pairs merge, as the reference's nx.Graph does"),
+                           "graph_reuse": _REUSE},
                   description="random regular bipartite channel graph (best of k by expansion), repeated over the kernel")

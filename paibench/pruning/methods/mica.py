@@ -17,6 +17,13 @@ has one, otherwise the per-layer counts of the mask it makes). ``rpi`` places th
    V_out x reachable-input block, then any output from a reachable input, then anything — each tier in
    uniformly random order. The kept count per layer is exactly E_l.
 
+Reference options (its ablations): ``v_out=ignore`` (a layer uses a uniform random number of input
+channels in [1, in_channels], ``V_out_select: ignore``), ``only_v_in=true`` (only the reachable-input
+priority, no output selection or matching: ``set_only_V_in``), and ``budget_mask=FILE`` (per-layer counts
+read from another mask: its kept counts, or with ``budget_counts=effective`` its effective counts under
+``effective_definition`` -- the reference's effective-compression protocol, which passes the RPI mask's
+effective weights as ``--mask-file``). ``score_mode`` is handed to a data-dependent budget method.
+
 The layer graph comes from ``paibench.pruning.topology`` (autograd, no per-arch code); its limits are
 documented there. Grouped convolutions are not in the paper: their edges are placed at random over the
 reachable taps and their ``in`` is all channels. As in the reference, hidden layers select their first
@@ -76,18 +83,27 @@ def budget_spec(name: str):
 
 
 def needs_data(options: dict) -> bool:
-    """MiCA/RPI need the data exactly when their budget method does."""
+    """MiCA/RPI need the data exactly when their budget method does (never with a budget_mask)."""
     name = options.get("budget")
+    if options.get("budget_mask"):
+        return False
     return name is not None and name in BudgetChoices() and not budget_spec(name).data_free
 
 
+FORWARDED = ("score_mode",)  # MiCA/RPI options handed to the budget method when it has them
+
+
 def layer_budget(ctx: PruneContext) -> dict[str, int]:
-    """Per-layer kept counts of the budget method at ctx.compression (nominal, with its default options)."""
+    """Per-layer kept counts: of ``budget_mask`` when given, else of the budget method at ctx.compression
+    (nominal, with its default options plus the forwarded ones)."""
+    if ctx.options.get("budget_mask"):
+        return mask_budget(ctx)
     spec = budget_spec(ctx.options["budget"])
     if not spec.data_free and ctx.batches is None:
         raise PaibenchError(f"--data: budget {spec.name!r} needs data; pass the prepared dataset file with --data")
+    forwarded = {k: ctx.options[k] for k in FORWARDED if k in spec.options and k in ctx.options}
     sub = PruneContext(ctx.model, ctx.params, ctx.compression, ctx.generator, ctx.info,
-                       spec.parse_options({}, "--opt"), ctx.batches, ctx.device)
+                       spec.parse_options(forwarded, "--opt"), ctx.batches, ctx.device)
     if spec.budget is not None:
         counts = spec.budget(sub)
     else:
@@ -95,8 +111,29 @@ def layer_budget(ctx: PruneContext) -> dict[str, int]:
     return {n: int(counts[n]) for n in ctx.params}
 
 
+def mask_budget(ctx: PruneContext) -> dict[str, int]:
+    """Per-layer counts of the mask file ``budget_mask`` (kept, or effective under effective_definition)."""
+    from paibench.pruning.effective import effective_masks
+    from paibench.pruning.maskio import load_mask
+
+    path = ctx.options["budget_mask"]
+    try:
+        masks, _ = load_mask(path)
+    except (OSError, ValueError) as exc:
+        raise PaibenchError(f"--opt budget_mask: {path!r} is not a readable paibench mask ({exc})") from None
+    params = ctx.network_params
+    if set(masks) != set(params) or any(tuple(masks[n].shape) != tuple(p.shape) for n, p in params.items()):
+        raise PaibenchError(f"--opt budget_mask: {path!r} does not fit this architecture (its layers or shapes "
+                            f"differ); expected a mask made for the same dataset shape, arch and width")
+    if ctx.options.get("budget_counts", "kept") == "effective":
+        masks, _ = effective_masks(ctx.model, masks, ctx.info, ctx.options.get("effective_definition", "paths"))
+    return {n: int(masks[n].sum()) for n in ctx.params}
+
+
 def _in_units(E: int, n_out: int, k: int, cin: int, select: str, gen: torch.Generator) -> int:
     """How many input channels a layer uses (reference ``get_num_out_channel``)."""
+    if select == "ignore":  # the reference ignores the V_out range: uniform in [1, in_channels]
+        return int(torch.randint(1, cin + 1, (1,), generator=gen))
     if n_out == 0:
         return 0
     lo, hi = math.ceil(E / n_out), E // k
@@ -111,7 +148,7 @@ def _in_units(E: int, n_out: int, k: int, cin: int, select: str, gen: torch.Gene
 
 def required_outputs(ctx: PruneContext, graph, counts: dict[str, int], select: str) -> dict[str, int]:
     """|V_out| per layer, computed backwards from the classes."""
-    params = ctx.params
+    params = ctx.network_params
     in_units: dict[str, int] = {OUTPUT: graph.output_units}
     n_out: dict[str, int] = {}
     for name in reversed(graph.execution_order()):
@@ -133,8 +170,11 @@ def _module_of(model: nn.Module, pname: str) -> nn.Module:
 
 
 def mica_layer_mask(shape, reach: torch.Tensor, E: int, n_out: int, k: int, gen: torch.Generator,
-                    shuffle_out: bool = True) -> torch.Tensor:
-    """Place exactly E edges in a (out, in*k) weight by MiCA's priority tiers (see module docstring)."""
+                    shuffle_out: bool = True, only_v_in: bool = False) -> torch.Tensor:
+    """Place exactly E edges in a (out, in*k) weight by MiCA's priority tiers (see module docstring).
+
+    `only_v_in` (reference ``set_only_V_in``): reachable input taps first, then the rest, both random.
+    """
     rows, cols = shape[0], math.prod(shape[1:])
     numel = rows * cols
     if E <= 0:
@@ -143,6 +183,8 @@ def mica_layer_mask(shape, reach: torch.Tensor, E: int, n_out: int, k: int, gen:
     v_in = torch.nonzero(reach).flatten()
     if len(v_in) == 0:  # nothing reachable: no structure to assure, plain random placement
         key = rand
+    elif only_v_in:
+        key = (~reach).long().unsqueeze(0) * numel + rand
     else:
         n_out = max(1, min(rows, E, n_out))
         # Hidden layers select the *first* n_out units, as the reference does: this aligns the units
@@ -177,13 +219,17 @@ def mica_layer_mask(shape, reach: torch.Tensor, E: int, n_out: int, k: int, gen:
     return mask.view(shape)
 
 
-def mica_masks(ctx: PruneContext, counts: dict[str, int], select: str = "rand") -> dict[str, torch.Tensor]:
-    """MiCA placement of `counts` on ctx.model (generic over architectures via forward hooks)."""
+def mica_masks(ctx: PruneContext, counts: dict[str, int], select: str = "rand",
+               only_v_in: bool = False) -> dict[str, torch.Tensor]:
+    """MiCA placement of `counts` on ctx.model (generic over architectures via forward hooks).
+
+    `counts` covers every prunable weight of the network (ctx.network_params), dense_layers included.
+    """
     from paibench.pruning.effective import _connectivity_model
 
     graph = layer_graph(ctx.model, ctx.info)
     n_out = required_outputs(ctx, graph, counts, select)
-    ones = {n: torch.ones(p.shape, dtype=torch.bool) for n, p in ctx.params.items()}
+    ones = {n: torch.ones(p.shape, dtype=torch.bool) for n, p in ctx.network_params.items()}
     net = _connectivity_model(ctx.model, ones)  # binarised forward: 1 = reachable unit
     masks: dict[str, torch.Tensor] = {}
 
@@ -197,7 +243,7 @@ def mica_masks(ctx: PruneContext, counts: dict[str, int], select: str = "rand") 
             else:
                 k = math.prod(w.shape[2:]) if w.dim() > 2 else 1
                 m = mica_layer_mask(w.shape, input_reach(mod, args[0]), counts[name], n_out[name], k, ctx.generator,
-                                    shuffle_out=OUTPUT in graph.layers[name].consumers)
+                                    shuffle_out=OUTPUT in graph.layers[name].consumers, only_v_in=only_v_in)
             masks[name] = m
             with torch.no_grad():
                 w.copy_(m.to(w.dtype))
@@ -212,7 +258,7 @@ def mica_masks(ctx: PruneContext, counts: dict[str, int], select: str = "rand") 
     finally:
         for h in handles:
             h.remove()
-    for name, p in ctx.params.items():  # a layer never called in forward: random placement
+    for name, p in ctx.network_params.items():  # a layer never called in forward: random placement
         if name not in masks:
             masks[name] = place_random({name: p}, counts, ctx.generator)[name]
     return {name: masks[name] for name in ctx.params}
@@ -228,17 +274,31 @@ def _random_over(shape, reach: torch.Tensor, E: int, gen: torch.Generator) -> to
 
 
 def mica(ctx: PruneContext):
-    return mica_masks(ctx, layer_budget(ctx), ctx.options["v_out"])
+    counts = layer_budget(ctx)
+    # Layers left dense (dense_layers) are placed whole; MiCA still plans their units with the rest.
+    counts.update({n: p.numel() for n, p in ctx.network_params.items() if n not in ctx.params})
+    return mica_masks(ctx, counts, ctx.options["v_out"], ctx.options.get("only_v_in", False))
 
 
 def rpi(ctx: PruneContext):
     return place_random(ctx.params, layer_budget(ctx), ctx.generator)
 
 
+_BUDGET_OPTIONS = {
+    "budget": BUDGET_OPTION,
+    "budget_mask": Option(str, "", omit_default=True,
+                          help="per-layer counts from this mask file instead of the budget method (reference --mask-file)"),
+    "budget_counts": Option(str, "kept", choices=("kept", "effective"), omit_default=True,
+                            help="budget_mask: its kept counts, or its effective counts under effective_definition"),
+    "score_mode": Option(str, "train", choices=("train", "eval"), omit_default=True,
+                         help="handed to a data-dependent budget method (snip, grasp, iter_snip, force)"),
+}
 MICA = MethodSpec("mica", mica, data_free=True, budget=None, needs_data=needs_data,
-                  options={"budget": BUDGET_OPTION,
-                           "v_out": Option(str, "rand", choices=("rand", "max", "min"),
-                                           help="how many input channels a layer uses (reference V_out_select)")},
+                  options={**_BUDGET_OPTIONS,
+                           "v_out": Option(str, "rand", choices=("rand", "max", "min", "ignore"),
+                                           help="how many input channels a layer uses (reference V_out_select)"),
+                           "only_v_in": Option(bool, False, omit_default=True,
+                                               help="only prefer reachable inputs; no output selection (reference set_only_V_in)")},
                   description="Minimum Connection Assurance placement of a budget method's per-layer counts")
-RPI = MethodSpec("rpi", rpi, data_free=True, budget=None, needs_data=needs_data, options={"budget": BUDGET_OPTION},
+RPI = MethodSpec("rpi", rpi, data_free=True, budget=None, needs_data=needs_data, options=_BUDGET_OPTIONS,
                  description="a budget method's per-layer counts placed uniformly at random")

@@ -34,6 +34,22 @@ Scores = dict[str, torch.Tensor]
 SCOPE = Option(str, "global", choices=("global", "layer"),
                help="global: one threshold over all layers; layer: the same density in every layer")
 SAMPLES_PER_CLASS = Option(int, 10, minimum=1, help="class-balanced sample: images of every class per batch")
+SCORE_MODE = Option(str, "train", choices=("train", "eval"), omit_default=True,
+                    help="mode of the scored network: train (batch statistics, dropout on; naver/force) or eval "
+                         "(running statistics, i.e. BatchNorm is the identity at init; Synaptic-Flow and MiCA)")
+NUM_BATCHES = Option(int, 1, minimum=-1, forbidden=(0,),
+                     help="fresh batches whose gradients are averaged (-1: one pass over the training split)")
+# How pruning batches are drawn (paibench.pruning.pruning_batches): per_class (default) draws
+# samples_per_class images of every class; random draws batch_size images uniformly, augmented as in
+# training when augment is true (naver/force: one batch of its shuffled, augmented training loader).
+BATCHING_OPTIONS = {
+    "samples_per_class": SAMPLES_PER_CLASS,
+    "batching": Option(str, "per_class", choices=("per_class", "random"), omit_default=True,
+                       help="per_class: samples_per_class images of every class; random: batch_size random "
+                            "training images (naver/force)"),
+    "batch_size": Option(int, 128, minimum=1, omit_default=True, help="batching=random: images per batch"),
+    "augment": Option(bool, True, omit_default=True, help="batching=random: the dataset's training augmentation"),
+}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -126,9 +142,17 @@ def seeded_rng(ctx: PruneContext):
 
 
 def working_copy(ctx: PruneContext) -> tuple[nn.Module, dict[str, nn.Parameter]]:
-    net = copy.deepcopy(ctx.model).to(ctx.device).train()
+    """A private copy of the model on the method's device, in the ``score_mode`` the options ask for."""
+    net = copy.deepcopy(ctx.model).to(ctx.device)
+    net.train(ctx.options.get("score_mode", "train") == "train")
     net.zero_grad(set_to_none=True)
     return net, prunable_parameters(net)
+
+
+def batch_count(ctx: PruneContext, batches) -> int:
+    """``num_batches``, with -1 meaning one pass worth of batches over the training split."""
+    n = int(ctx.options.get("num_batches", 1))
+    return int(getattr(batches, "per_epoch", 1)) if n == -1 else n
 
 
 def need_batches(ctx: PruneContext, method: str):
@@ -139,18 +163,24 @@ def need_batches(ctx: PruneContext, method: str):
     return ctx.batches
 
 
-def loss_of(net: nn.Module, batch) -> torch.Tensor:
+def loss_of(net: nn.Module, batch, loss: str = "ce") -> torch.Tensor:
+    """`ce`: cross-entropy. `nll_logits`: F.nll_loss on the raw logits, i.e. the mean of -z_y, as
+    naver/force's get_average_gradients computes it (its models return logits, no log-softmax)."""
     inputs, targets = batch
+    out = net(*inputs)
     # ignore_index=-100 (the default) drops the non-training nodes of graph batches
-    return F.cross_entropy(net(*inputs), targets, ignore_index=-100)
+    if loss == "nll_logits":
+        return F.nll_loss(out, targets, ignore_index=-100)
+    return F.cross_entropy(out, targets, ignore_index=-100)
 
 
-def average_gradients(net: nn.Module, params: Mapping[str, nn.Parameter], batches: Iterable) -> Scores:
+def average_gradients(net: nn.Module, params: Mapping[str, nn.Parameter], batches: Iterable,
+                      loss: str = "ce") -> Scores:
     """Mean over `batches` of dL/dw for every prunable weight (FORCE's get_average_gradients)."""
     total: Scores = {}
     count = 0
     for batch in batches:
-        grads = torch.autograd.grad(loss_of(net, batch), list(params.values()), allow_unused=True)
+        grads = torch.autograd.grad(loss_of(net, batch, loss), list(params.values()), allow_unused=True)
         for (n, p), g in zip(params.items(), grads):
             g = torch.zeros_like(p) if g is None else g
             total[n] = total[n] + g if n in total else g.detach().clone()
@@ -187,7 +217,7 @@ def snip_scores(ctx: PruneContext) -> Scores:
     batches = need_batches(ctx, "snip")
     with seeded_rng(ctx):
         net, params = working_copy(ctx)
-        grads = average_gradients(net, params, batches(int(ctx.options.get("num_batches", 1))))
+        grads = average_gradients(net, params, batches(batch_count(ctx, batches)))
     return {n: (params[n].detach() * grads[n]).abs() for n in params}
 
 
@@ -321,11 +351,10 @@ MAGNITUDE = MethodSpec("magnitude", magnitude, data_free=True, budget=budget_of(
                        options={"scope": SCOPE},
                        description="keep the largest |w| of the initial weights")
 SNIP = MethodSpec("snip", snip, data_free=False, budget=budget_of(snip),
-                  options={"scope": SCOPE, "samples_per_class": SAMPLES_PER_CLASS,
-                           "num_batches": Option(int, 1, minimum=1, help="batches whose gradients are averaged")},
+                  options={"scope": SCOPE, **BATCHING_OPTIONS, "num_batches": NUM_BATCHES, "score_mode": SCORE_MODE},
                   description="SNIP: keep the largest |dL/dm| = |w * dL/dw| on a class-balanced sample")
 GRASP = MethodSpec("grasp", grasp, data_free=False, budget=budget_of(grasp),
-                   options={"scope": SCOPE, "samples_per_class": SAMPLES_PER_CLASS,
+                   options={"scope": SCOPE, **BATCHING_OPTIONS, "score_mode": SCORE_MODE,
                             "num_iters": Option(int, 1, minimum=1, help="class-balanced samples drawn (reference num_iters)"),
                             "temperature": Option(float, 200.0, minimum=1e-6, help="logits are divided by T")},
                    description="GraSP: score -theta*Hg at temperature T=200, remove the highest scores")
