@@ -65,18 +65,22 @@ def cmd_inspect(args) -> int:
         stats = read_json(path)
     else:
         stats = read_json(stats_path(path)) if stats_path(path).exists() and not args.recompute else _recompute(path)
-    keys = ["total", "kept", "nominal_compression", "effective_kept", "effective_compression", "collapsed"]
+    keys = ["total", "kept", "nominal_compression", "effective_kept", "effective_compression", "collapsed",
+            "effective_kept_mica", "effective_compression_mica", "collapsed_mica"]
     if args.json:
         print(json.dumps({k: stats.get(k) for k in keys + ["layers"]} | {k: v for k, v in stats.items() if k not in keys}, indent=2, sort_keys=True))
         return 0
     for k in keys:
         print(f"{k:22s} {stats.get(k)}")
-    print(f"{'layer':40s} {'numel':>10s} {'kept':>10s} {'eff_kept':>10s} {'density':>8s} {'eff_dens':>8s} {'dead_in':>7s} {'dead_out':>8s}"
+    print("(effective: paibench's input-output paths; *_mica: the MiCA reference's rule, see README)")
+    print(f"{'layer':40s} {'numel':>10s} {'kept':>10s} {'eff_kept':>10s} {'eff_mica':>10s} {'density':>8s} {'eff_dens':>8s} {'dead_in':>7s} {'dead_out':>8s}"
           f" {'expansion':>9s} {'gap':>6s}")
     for layer in stats["layers"]:
         # expansion / spectral gap exist only for channel-graph masks (constant over the kernel): "-" elsewhere
         exp_, gap = layer.get("expansion"), layer.get("spectral_gap")
+        mica = layer.get("effective_kept_mica")
         print(f"{layer['name']:40s} {layer['numel']:10d} {layer['kept']:10d} {layer['effective_kept']:10d} "
+              f"{'-' if mica is None else mica:>10} "
               f"{layer['density']:8.4f} {layer['effective_density']:8.4f} {layer.get('dead_inputs', 0):7d} {layer.get('dead_outputs', 0):8d}"
               f" {'-' if exp_ is None else f'{exp_:9.3f}':>9s} {'-' if gap is None else f'{gap:6.3f}':>6s}")
     return 0
@@ -177,6 +181,11 @@ def cmd_aggregate(args) -> int:
     return 0
 
 
+EFFECTIVE_DEFINITION_ARG = dict(
+    default="paths", choices=("paths", "mica"),
+    help="effective compression shown: paths (paibench's input-output paths) or mica (the MiCA reference's rule)")
+
+
 def cmd_plot(args) -> int:
     import pandas as pd
 
@@ -199,12 +208,13 @@ def cmd_figures(args) -> int:
     from paibench.analysis.figures import draw_experiment
     from paibench.analysis.results import load_layers, load_runs
 
-    runs = load_runs(_listed_files(args))
+    runs = load_runs(_listed_files(args), args.effective_definition)
     if args.experiment:
         runs = runs[runs["experiment"] == args.experiment] if not runs.empty else runs
     if runs.empty:
         raise PaibenchError(f"no metrics files of experiment {args.experiment!r} were given; expected at least one run")
-    for path in draw_experiment(runs, load_layers(runs, args.masks_root), args.out_dir, args.profile_compression):
+    layers = load_layers(runs, args.masks_root, args.effective_definition)
+    for path in draw_experiment(runs, layers, args.out_dir, args.profile_compression):
         print(path)
     return 0
 
@@ -219,7 +229,7 @@ def cmd_tables(args) -> int:
         if name not in PAPERS:
             raise PaibenchError(f"--paper {item!r}: {name!r} is not allowed; expected one of {', '.join(PAPERS)}")
         papers[name] = [e for e in experiments.split(",") if e]
-    runs = load_runs(_listed_files(args))
+    runs = load_runs(_listed_files(args), args.effective_definition)
     for path in write_all(runs, args.out_dir, papers or None):
         print(path)
     return 0
@@ -333,6 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
     fg.add_argument("--experiment", help="only runs of this experiment")
     fg.add_argument("--masks-root", default="results/masks", help="where the mask statistics JSON files are")
     fg.add_argument("--profile-compression", type=_compression, help="compression of the per-layer density profile")
+    fg.add_argument("--effective-definition", **EFFECTIVE_DEFINITION_ARG)
     fg.add_argument("--out-dir", required=True)
     fg.set_defaults(func=cmd_figures)
 
@@ -340,6 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
     tb.add_argument("metrics", nargs="*")
     tb.add_argument("--metrics-list", help="file with one metrics.json path per line")
     tb.add_argument("--paper", action="append", metavar="PAPER=EXP1,EXP2", help="experiments of a paper's table")
+    tb.add_argument("--effective-definition", **EFFECTIVE_DEFINITION_ARG)
     tb.add_argument("--out-dir", required=True)
     tb.set_defaults(func=cmd_tables)
 

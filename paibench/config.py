@@ -105,6 +105,11 @@ class MethodEntry:
     label: str
     name: str
     options: dict
+    budget_from: str | None = None  # method label whose mask (same dataset/arch/compression/seed) is budget_mask
+
+
+def mask_path(dataset: str, arch: str, method: str, compression: str, seed: int) -> str:
+    return f"results/masks/{dataset}/{arch}/{method}/c{compression}/s{seed}.safetensors"
 
 
 @dataclass(frozen=True)
@@ -122,7 +127,7 @@ class Run:
 
     @property
     def mask(self) -> str:
-        return f"results/masks/{self.dataset}/{self.arch}/{self.method}/c{self.compression}/s{self.seed}.safetensors"
+        return mask_path(self.dataset, self.arch, self.method, self.compression, self.seed)
 
     @property
     def run_dir(self) -> str:
@@ -196,17 +201,28 @@ class Grid:
             raise PaibenchError(f"config error at {where}: label {label!r} is used for two different architectures")
         return entry
 
-    def _method(self, raw, where: str, mode: str | None) -> MethodEntry:
+    def _method(self, raw, where: str, mode: str | None, definition: str | None = None) -> MethodEntry:
         raw = {"name": raw} if isinstance(raw, str) else dict(raw)
-        name, label = raw.pop("name"), raw.pop("label", None)
+        name, label, budget_from = raw.pop("name"), raw.pop("label", None), raw.pop("budget_from", None)
         if mode and name != "dense":
             raw.setdefault("compression_mode", mode)
+        if definition and name != "dense":
+            raw.setdefault("effective_definition", definition)
         spec = METHODS.get(name)
+        if budget_from is not None:
+            if "budget_mask" not in spec.options:
+                raise PaibenchError(f"config error at {where}.budget_from: {budget_from!r} is not allowed for method "
+                                    f"{name!r}; expected it only on methods with a budget_mask option (mica, rpi)")
+            raw["budget_mask"] = "from:" + budget_from  # placeholder; the rule passes the real file
         options = spec.parse_options(raw, where)
-        shown = {k: v for k, v in raw.items() if k != "compression_mode"}
+        hidden = ("compression_mode", "effective_definition", "budget_mask")
+        shown = {k: v for k, v in raw.items() if k not in hidden}
         label = label or name + "".join(f"_{k}={_value_text(v)}" for k, v in sorted(shown.items())) + (
-            "_effective" if raw.get("compression_mode") == "effective" else "")
-        entry = MethodEntry(label, name, options)
+            f"_from={budget_from}" if budget_from else "") + (
+            "_effective" if raw.get("compression_mode") == "effective" else "") + (
+            f"_{raw['effective_definition']}" if raw.get("effective_definition", "paths") != "paths" else "")
+        options.pop("budget_mask", None) if budget_from else None
+        entry = MethodEntry(label, name, options, budget_from)
         if self.methods.setdefault(label, entry) != entry:
             raise PaibenchError(f"config error at {where}: label {label!r} is used for two different method settings")
         return entry
@@ -215,7 +231,13 @@ class Grid:
         where = f"experiments.{name}"
         datasets = [self._dataset(d, f"{where}.datasets[{i}]") for i, d in enumerate(exp["datasets"])]
         archs = [self._arch(a, f"{where}.archs[{i}]") for i, a in enumerate(exp["archs"])]
-        methods = [self._method(m, f"{where}.methods[{i}]", exp.get("compression_mode")) for i, m in enumerate(exp["methods"])]
+        methods = [self._method(m, f"{where}.methods[{i}]", exp.get("compression_mode"), exp.get("effective_definition"))
+                   for i, m in enumerate(exp["methods"])]
+        labels = {m.label for m in methods}
+        for i, m in enumerate(methods):
+            if m.budget_from is not None and m.budget_from not in labels:
+                raise PaibenchError(f"config error at {where}.methods[{i}].budget_from: {m.budget_from!r} is not allowed; "
+                                    f"expected the label of another method of this experiment: {', '.join(sorted(labels))}")
         for kind, entries in (("archs", archs), ("methods", methods)):
             labels = [e.label for e in entries]
             dup = next((lbl for lbl in labels if labels.count(lbl) > 1), None)
@@ -274,6 +296,11 @@ class Grid:
             size = self.pack[exp]
             out += [runs[i : i + size] for i in range(0, len(runs), size)]
         return out
+
+    def budget_mask(self, method_label: str, dataset: str, arch: str, compression: str, seed: int) -> list[str]:
+        """The mask a ``budget_from`` method reads (a rule input), or [] for other methods."""
+        source = self.methods[method_label].budget_from
+        return [mask_path(dataset, arch, source, compression, seed)] if source else []
 
     def uses_data(self, method_label: str) -> bool:
         entry = self.methods[method_label]

@@ -27,6 +27,9 @@ def run_row(metrics_file: str | Path) -> dict:
         "nominal_compression": m["nominal_compression"],
         "effective_compression": m["effective_compression"],
         "collapsed": bool(m.get("collapsed")),
+        # the MiCA reference's effective rule; empty for results made before it was recorded
+        "effective_compression_mica": m.get("effective_compression_mica"),
+        "collapsed_mica": m.get("collapsed_mica"),
         "seed": m["seed"],
         "status": m["status"],
         "accuracy": m["accuracy"],

@@ -14,6 +14,18 @@ import pandas as pd
 
 from paibench.utils import read_json
 
+# How metrics.json's "report" and the effective definitions read in a table's budget line.
+REPORT_LABELS = {
+    "final": "last epoch",
+    "best": "best epoch by test accuracy (test-set selection)",
+    "best-val": "best epoch by validation accuracy",
+    "max_test": "maximum test accuracy over all epochs (test-set selection, as the MiCA notebooks plot)",
+}
+DEFINITION_LABELS = {
+    "paths": "paibench's input-output paths",
+    "mica": "the MiCA reference's rule (trained-model BatchNorm shifts live)",
+}
+
 KEY_PARTS = ("experiment", "dataset", "arch", "method", "compression_label", "seed_label")
 
 
@@ -21,13 +33,16 @@ def _num(value) -> float:
     return float("nan") if value is None else float(value)
 
 
-def run_record(metrics_file: str | Path) -> dict:
+def run_record(metrics_file: str | Path, effective_definition: str = "paths") -> dict:
+    """One run's row; ``effective_compression``/``collapsed`` follow `effective_definition` (paths or mica)."""
+    from paibench.pruning.stats import effective_key
+
     m = read_json(metrics_file)
     row = dict(zip(KEY_PARTS, m["run_key"].split("/")))
     train = m.get("train", {})
     nominal = _num(m.get("nominal_compression"))
-    effective = _num(m.get("effective_compression"))
-    collapsed = bool(m.get("collapsed"))
+    effective = _num(m.get(effective_key(effective_definition)))
+    collapsed = bool(m.get(effective_key(effective_definition, "collapsed")))
     if collapsed and math.isnan(effective):
         effective = math.inf  # no weight carries signal: infinite effective compression
     status = m.get("status", "ok")
@@ -36,6 +51,7 @@ def run_record(metrics_file: str | Path) -> dict:
         "compression": float(m["compression"]),
         "nominal_compression": nominal,
         "effective_compression": effective,
+        "effective_definition": effective_definition,
         "sparsity_pct": 100.0 * (1.0 - 1.0 / float(m["compression"])),
         "remaining_pct": 100.0 / nominal if nominal and not math.isnan(nominal) else float("nan"),
         "effective_remaining_pct": 100.0 / effective if effective and not math.isnan(effective) else float("nan"),
@@ -58,8 +74,8 @@ def run_record(metrics_file: str | Path) -> dict:
     return row
 
 
-def load_runs(metrics_files) -> pd.DataFrame:
-    rows = [run_record(f) for f in metrics_files]
+def load_runs(metrics_files, effective_definition: str = "paths") -> pd.DataFrame:
+    rows = [run_record(f, effective_definition) for f in metrics_files]
     df = pd.DataFrame(rows)
     if df.empty:
         return df
@@ -71,8 +87,11 @@ def mask_stats_path(masks_root: str | Path, row) -> Path:
     return Path(masks_root) / row["dataset"] / row["arch"] / row["method"] / row["compression_label"] / f"{row['seed_label']}.json"
 
 
-def load_layers(runs: pd.DataFrame, masks_root: str | Path) -> pd.DataFrame:
+def load_layers(runs: pd.DataFrame, masks_root: str | Path, effective_definition: str = "paths") -> pd.DataFrame:
     """One row per (run, prunable layer): density and effective density from the mask statistics JSON."""
+    from paibench.pruning.stats import effective_key
+
+    eff_key = effective_key(effective_definition, "effective_density")
     rows = []
     for _, run in runs.iterrows():
         path = mask_stats_path(masks_root, run)
@@ -84,7 +103,7 @@ def load_layers(runs: pd.DataFrame, masks_root: str | Path) -> pd.DataFrame:
                 "experiment": run["experiment"], "dataset": run["dataset"], "arch": run["arch"],
                 "method": run["method"], "compression": run["compression"], "seed": run["seed"],
                 "layer_index": index, "layer": layer["name"], "numel": layer["numel"],
-                "density": layer["density"], "effective_density": layer["effective_density"],
+                "density": layer["density"], "effective_density": layer.get(eff_key, float("nan")),
             })
     return pd.DataFrame(rows)
 
@@ -103,6 +122,8 @@ def budget(runs: pd.DataFrame) -> str:
     diverged = int(runs["diverged"].sum())
     parts = [
         f"epochs: {listed('epochs', lambda v: f'{int(v)}')}",
+        f"accuracy reported: {listed('report', lambda v: REPORT_LABELS.get(v, str(v)))}",
+        f"effective compression: {listed('effective_definition', lambda v: DEFINITION_LABELS.get(v, str(v)))}",
         f"optimizer: {listed('optimizer')} (lr {listed('lr', lambda v: f'{v:g}')}, batch {listed('batch_size', lambda v: f'{int(v)}')})",
         f"seeds: {len(seeds)} ({', '.join(map(str, seeds))})",
         f"hardware: {listed('device')}",

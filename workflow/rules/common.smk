@@ -49,6 +49,11 @@ def method_args(wildcards):
     return quoted(GRID.method_args(wildcards.method))
 
 
+def budget_mask(wildcards):
+    return GRID.budget_mask(wildcards.method, wildcards.dataset, wildcards.arch, wildcards.compression,
+                            int(wildcards.seed))
+
+
 def dataset_type(wildcards):
     return GRID.datasets[wildcards.dataset].type
 

@@ -33,7 +33,8 @@ rule experiment_figures:
         write_lines(params.listing, input.metrics)
         shell(
             "paibench figures --metrics-list {params.listing} --experiment {wildcards.experiment}"
-            " --masks-root results/masks {params.profile} --out-dir results/figures/{wildcards.experiment}"
+            " --masks-root results/masks {params.profile} --effective-definition {EFFECTIVE_DEFINITION}"
+            " --out-dir results/figures/{wildcards.experiment}"
             " > {log} 2>&1"
         )
 
@@ -64,7 +65,7 @@ rule paper_table:
         write_lines(params.listing, input)
         shell(
             "paibench tables --metrics-list {params.listing} --paper {wildcards.paper}={params.experiments}"
-            " --out-dir results/tables > {log} 2>&1"
+            " --effective-definition {EFFECTIVE_DEFINITION} --out-dir results/tables > {log} 2>&1"
         )
 
 

@@ -19,6 +19,8 @@ FIGURE_GROUPS = {
 PAPER_NAMES = ["mica", "force", "rreg"]
 EXPERIMENTS = sorted({run.experiment for run in RUNS})
 PROFILE_COMPRESSION = config.get("figures", {}).get("profile_compression")
+# Which effective compression figures and tables show: paths (paibench's) or mica (the MiCA reference's rule).
+EFFECTIVE_DEFINITION = config.get("figures", {}).get("effective_definition", "paths")
 
 
 def experiment_results(wildcards):

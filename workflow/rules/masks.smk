@@ -1,6 +1,8 @@
 rule mask:
     input:
         data="resources/data/{dataset}.pt",
+        # budget_from: the other method's mask whose per-layer counts this one uses (MiCA's effective protocol)
+        budget=budget_mask,
     output:
         mask="results/masks/{dataset}/{arch}/{method}/c{compression}/s{seed}.safetensors",
         stats="results/masks/{dataset}/{arch}/{method}/c{compression}/s{seed}.json",
@@ -10,10 +12,11 @@ rule mask:
         dataset=dataset_type,
         arch=arch_args,
         method=method_args,
+        budget=lambda wildcards, input: quoted(["--opt", f"budget_mask={input.budget}"]) if input.budget else "",
     threads: RES["mask_threads"]
     conda:
         "../../envs/environment.yaml"
     shell:
-        "OMP_NUM_THREADS={threads} paibench mask --dataset {params.dataset} {params.arch} {params.method}"
+        "OMP_NUM_THREADS={threads} paibench mask --dataset {params.dataset} {params.arch} {params.method} {params.budget}"
         " --compression {wildcards.compression} --seed {wildcards.seed} --data {input.data}"
         " --out {output.mask} > {log} 2>&1"
