@@ -206,7 +206,9 @@ class Grid:
         name, label, budget_from = raw.pop("name"), raw.pop("label", None), raw.pop("budget_from", None)
         if mode and name != "dense":
             raw.setdefault("compression_mode", mode)
-        if definition and name != "dense":
+        # the experiment's effective rule matters only where an effective count is used
+        uses_effective = raw.get("compression_mode") == "effective" or raw.get("budget_counts") == "effective"
+        if definition and name != "dense" and uses_effective:
             raw.setdefault("effective_definition", definition)
         spec = METHODS.get(name)
         if budget_from is not None:

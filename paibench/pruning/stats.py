@@ -30,24 +30,37 @@ def channel_graph(m: torch.Tensor) -> torch.Tensor | None:
     return None
 
 
+def random_subsets(n: int, samples: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """`samples` random subsets of n units as 0/1 rows, |S| uniform in [1, max(1, floor(n/2))] and S uniform
+    among the subsets of that size (as in SamsungLabs/ExpandersPruning's test_expansion); and their sizes."""
+    sizes = torch.randint(1, max(1, n // 2) + 1, (samples,), generator=gen)
+    ranks = torch.rand(samples, n, generator=gen).argsort(dim=1).argsort(dim=1)
+    return (ranks < sizes.unsqueeze(1)).to(torch.float32), sizes.to(torch.float64)
+
+
+def expansion_on(adj: torch.Tensor, rows: tuple[torch.Tensor, torch.Tensor],
+                 cols: tuple[torch.Tensor, torch.Tensor]) -> float:
+    """Mean |N(S)|/|S| of a bipartite graph over given subsets of its rows and of its columns (both sides
+    averaged). Drawing the subsets once and scoring many candidate graphs on them (common random numbers)
+    compares the candidates fairly and costs one matrix product per candidate and side."""
+    a = adj.bool().to(torch.float32)
+    total = 0.0
+    for mat, (subsets, sizes) in ((a, rows), (a.t(), cols)):
+        neighbours = ((subsets @ mat) > 0).sum(dim=1).to(torch.float64)
+        total += float((neighbours / sizes).mean())
+    return total / 2
+
+
 def expansion(adj: torch.Tensor, generator: torch.Generator | None = None, samples: int = 100) -> float:
     """Measured expansion of a bipartite graph: mean |N(S)|/|S| over random subsets S of each side.
 
-    For each side, `samples` subsets are drawn with |S| uniform in [1, max(1, floor(n/2))] and S uniform
-    among the subsets of that size (as in SamsungLabs/ExpandersPruning's test_expansion); the result is
-    the mean over both sides. Seeded through `generator` (seed 0 if None), so it is reproducible.
+    For each side, `samples` subsets are drawn (``random_subsets``); the result is the mean over both
+    sides. Seeded through `generator` (seed 0 if None), so it is reproducible.
     """
     gen = generator if generator is not None else torch.Generator().manual_seed(0)
-    a = adj.bool().to(torch.float32)
-    total = 0.0
-    for mat in (a, a.t()):
-        n = mat.shape[0]
-        sizes = torch.randint(1, max(1, n // 2) + 1, (samples,), generator=gen)
-        ranks = torch.rand(samples, n, generator=gen).argsort(dim=1).argsort(dim=1)
-        subsets = (ranks < sizes.unsqueeze(1)).to(torch.float32)
-        neighbours = ((subsets @ mat) > 0).sum(dim=1).to(torch.float64)
-        total += float((neighbours / sizes.to(torch.float64)).mean())
-    return total / 2
+    rows = random_subsets(adj.shape[0], samples, gen)
+    cols = random_subsets(adj.shape[1], samples, gen)
+    return expansion_on(adj, rows, cols)
 
 
 def spectral_gap(adj: torch.Tensor) -> float:

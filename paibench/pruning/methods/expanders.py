@@ -21,7 +21,8 @@ side is d-regular (the reference's ``rreg_graph``).
   S channel gets floor or ceil of n_L*d/n_S, the ceil ones chosen at random); a uniform random simple
   bipartite graph with these degrees is drawn by the configuration model with degree-preserving swaps
   removing multi-edges (beyond half density the complement is drawn instead). The best of ``samples``
-  such graphs by measured expansion (``paibench.pruning.stats.expansion``) is kept. Every channel's
+  such graphs by measured expansion (``paibench.pruning.stats.expansion_on``, every candidate on the same
+  random subsets) is kept. Every channel's
   degree equals its target exactly. ``multi_edges=collapse`` is the reference's instead: the
   configuration model's pairs go into an nx.Graph, so repeated pairs merge and some degrees fall below d.
   The reference keeps the best of 100 graphs by 1,000 subset samples (``samples=100 subsets=1000``).
@@ -206,13 +207,17 @@ def _draw(kind: str, n_l: int, n_s: int, d: int, options, gen: torch.Generator) 
         return xnet_graph(n_l, n_s, d, gen)
     if kind == "random_graph":
         return random_channel_graph(n_l, n_s, d, gen)
-    from paibench.pruning.stats import expansion
+    from paibench.pruning.stats import expansion_on, random_subsets
 
     draw = collapsed_configuration_graph if options.get("multi_edges", "swap") == "collapse" else rreg_graph
+    # Every candidate is scored on the same random subsets: a fair comparison, and the subsets (the costly
+    # part at 1,000 per side) are drawn once per layer instead of once per candidate.
+    rows = random_subsets(n_l, int(options["subsets"]), gen)
+    cols = random_subsets(n_s, int(options["subsets"]), gen)
     best, best_x = None, -1.0
     for _ in range(int(options["samples"])):
         cand = draw(n_l, n_s, d, gen)
-        x = expansion(cand, gen, int(options["subsets"]))
+        x = expansion_on(cand, rows, cols)
         if x > best_x:
             best, best_x = cand, x
     return best
