@@ -6,10 +6,14 @@ import argparse
 import contextlib
 import json
 import logging
+import math
+import os
+import re
 import sys
 from pathlib import Path
 
 from paibench.errors import PaibenchError
+from paibench.inputs import input_file, output_dir, output_file, read_json_input
 from paibench.options import parse_kv_list
 
 
@@ -20,13 +24,26 @@ def _number_type(cast, noun: str, expected: str, ok):
             value = cast(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not {noun}; expected {expected}") from None
-        if not ok(value):
+        if not math.isfinite(value) or not ok(value):  # NaN passes no comparison: refuse it explicitly
             raise argparse.ArgumentTypeError(f"{text!r} is not allowed; expected {expected}")
         return value
     return parse
 
 
-_compression = _number_type(float, "a number", "a ratio >= 1 such as 100 or 1e3", lambda v: v >= 1)
+def _device(text: str) -> str:
+    if re.fullmatch(r"cpu|cuda(:\d+)?|auto", text):
+        return text
+    raise argparse.ArgumentTypeError(f"{text!r} is not allowed; expected cpu, cuda, cuda:N or auto")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad argument in one line (no usage block), exit status 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+_compression = _number_type(float, "a number", "a finite ratio >= 1 such as 100 or 1e3 (1: dense only)", lambda v: v >= 1)
 _nonneg_int = _number_type(int, "an integer", "an integer >= 0", lambda v: v >= 0)
 _positive_float = _number_type(float, "a number", "a number > 0", lambda v: v > 0)
 
@@ -44,11 +61,16 @@ def cmd_mask(args) -> int:
         if name not in registry:
             raise bad_value(flag, name, registry.names())
     ARCHS.get(args.arch).parse_options(parse_kv_list(args.arch_opt, "--arch-opt"), "--arch-opt")
+    if args.data:
+        input_file("--data", args.data, "data")
+    output_file("--out", args.out, inputs=[args.data], suffix=".safetensors")
+    _refuse_other_mask(args)
     payload = load_prepared(args.data) if args.data else None
     stats = make_mask(
         args.dataset, args.arch, args.method, args.compression, args.seed, args.out,
         options=parse_kv_list(args.opt, "--opt"), width=args.width,
         arch_options=parse_kv_list(args.arch_opt, "--arch-opt"), payload=payload, device=args.device,
+        recorded_spec=_json_arg("--spec", args.spec, None),
     )
     eff = stats["effective_compression"]
     print(f"{args.out}: kept {stats['kept']}/{stats['total']} (nominal {stats['nominal_compression']:.4g}x, "
@@ -56,15 +78,40 @@ def cmd_mask(args) -> int:
     return 0
 
 
+def _refuse_other_mask(args) -> None:
+    """An existing mask made from other inputs is a finished result: replacing it needs --force."""
+    from paibench.pruning.maskio import load_mask
+
+    out = Path(args.out)
+    if not out.exists() or args.force:
+        return
+    try:
+        _, meta = load_mask(out)
+    except PaibenchError:
+        raise PaibenchError(f"--out: {args.out!r} exists and is not a readable paibench mask; expected a new path "
+                            f"(or --force to replace it)") from None
+    wanted = {"dataset": args.dataset, "arch": args.arch, "method": args.method, "seed": str(args.seed)}
+    differs = [k for k, v in wanted.items() if meta.get(k) != v]
+    if differs:
+        raise PaibenchError(f"--out: {args.out!r} holds a mask of other inputs ({differs[0]} "
+                            f"{meta.get(differs[0])!r}, not {wanted[differs[0]]!r}); expected a new path, or --force to replace it")
+
+
 def cmd_inspect(args) -> int:
-    from paibench.utils import read_json
     from paibench.pruning.maskio import stats_path
 
     path = Path(args.path)
     if path.suffix == ".json":
-        stats = read_json(path)
+        stats = read_json_input("PATH", path, "stats")
     else:
-        stats = read_json(stats_path(path)) if stats_path(path).exists() and not args.recompute else _recompute(path)
+        input_file("PATH", path, "mask")
+        stats = None
+        if stats_path(path).exists() and not args.recompute:
+            try:
+                stats = read_json_input("PATH", stats_path(path), "stats")
+            except PaibenchError as exc:  # e.g. emptied by `inspect X.safetensors --json > X.json`
+                print(f"paibench inspect: note: {exc}; recomputing from the mask", file=sys.stderr)
+        stats = stats or _recompute(path)
     keys = ["total", "kept", "nominal_compression", "effective_kept", "effective_compression", "collapsed",
             "effective_kept_mica", "effective_compression_mica", "collapsed_mica"]
     if args.json:
@@ -101,25 +148,74 @@ def _recompute(path: Path) -> dict:
 
 def cmd_prepare(args) -> int:
     from paibench.data import DATASETS, save_prepared
+    from paibench.errors import bad_value
+    from paibench.utils import write_json
 
+    if args.dataset not in DATASETS:
+        raise bad_value("--dataset", args.dataset, DATASETS.names())
     spec = DATASETS.get(args.dataset)
     options = spec.parse_options(parse_kv_list(args.opt, "--opt"), "--opt")
+    spec.check(options, Path("."), "--opt")
+    output_file("--out", args.out)
+    output_dir("--raw-dir", args.raw_dir, inputs=[args.out])
     payload = spec.prepare(options, Path(args.raw_dir))
     save_prepared(payload, args.out)
+    # What the file was prepared from, beside it: a workflow whose dataset options changed prepares it again.
+    write_json(Path(args.out).with_suffix(".json"), {"dataset": args.dataset, "options": options})
     size = payload["x_train"].shape if payload["kind"] == "image" else payload["x"].shape
     print(f"{args.out}: {payload['kind']} dataset {payload['name']} {tuple(size)}, {payload['num_classes']} classes")
     return 0
 
 
+def _json_arg(flag: str, text: str | None, default):
+    """A JSON object given on the command line, or one line naming the flag."""
+    if text is None:
+        return default
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise PaibenchError(f"{flag}: {text[:60]!r} is not valid JSON ({exc.msg}); expected a JSON object") from None
+    if not isinstance(value, dict):
+        raise PaibenchError(f"{flag}: {text[:60]!r} is not allowed; expected a JSON object")
+    return value
+
+
+def _check_run_files(data: str, mask: str, out_dir: str, checkpoint: str | None, flag_prefix: str = "") -> None:
+    input_file(f"{flag_prefix}--data", data, "data")
+    input_file(f"{flag_prefix}--mask", mask, "mask")
+    output_dir(f"{flag_prefix}--out-dir", out_dir, inputs=[data, mask])
+    if checkpoint:
+        output_file(f"{flag_prefix}--checkpoint", checkpoint, inputs=[data, mask])
+
+
+def _refuse_other_run(out_dir: str, mask: str, force: bool) -> None:
+    """A finished run in `out_dir` made with another mask is a result: replacing it needs --force."""
+    from paibench.utils import sha256_file
+
+    metrics = Path(out_dir) / "metrics.json"
+    if force or not metrics.exists():
+        return
+    try:
+        recorded = json.loads(metrics.read_text()).get("mask_sha256")
+    except (ValueError, AttributeError):
+        recorded = None
+    if recorded != sha256_file(mask):
+        raise PaibenchError(f"--out-dir: {out_dir!r} holds a finished run of another mask; expected a new folder, "
+                            f"or --force to replace it")
+
+
 def cmd_train(args) -> int:
     from paibench.training import RunSpec, parse_train_config, train_run
 
-    cfg = parse_train_config(json.loads(args.train_config) if args.train_config else {}, "--train-config")
+    cfg = parse_train_config(_json_arg("--train-config", args.train_config, {}), "--train-config")
+    _check_run_files(args.data, args.mask, args.out_dir, args.checkpoint)
+    _refuse_other_run(args.out_dir, args.mask, args.force)
     spec = RunSpec(
         data=args.data, mask=args.mask, out_dir=args.out_dir,
         checkpoint=args.checkpoint or str(Path(args.out_dir) / "checkpoint.pt"),
         run_key=args.run_key or args.out_dir, train=cfg, dataset=args.dataset, arch=args.arch, width=args.width,
         arch_options=parse_kv_list(args.arch_opt, "--arch-opt"), seed=args.seed, threads=args.threads,
+        spec=_json_arg("--spec", args.spec, None),
     )
     from paibench.gpu_slots import gpu_slot
 
@@ -135,25 +231,36 @@ def cmd_train(args) -> int:
 def cmd_train_pack(args) -> int:
     from paibench.training import RunSpec, parse_train_config, train_pack
 
-    cfg = parse_train_config(json.loads(args.train_config) if args.train_config else {}, "--train-config")
-    members = [json.loads(Path(args.manifest).read_text())] if args.manifest else []
-    members = [m for group in members for m in group] + [json.loads(text) for text in args.member or []]
+    cfg = parse_train_config(_json_arg("--train-config", args.train_config, {}), "--train-config")
+    members = read_json_input("--manifest", args.manifest) if args.manifest else []
+    if not isinstance(members, list) or not all(isinstance(m, dict) for m in members):
+        raise PaibenchError(f"--manifest: {args.manifest!r} is not allowed; expected a JSON list of member objects")
+    members = members + [_json_arg("--member", text, {}) for text in args.member or []]
     if not members:
         raise PaibenchError("train-pack: no members; expected --member JSON (repeatable) or --manifest FILE")
-    allowed = {"data", "mask", "out_dir", "checkpoint", "run_key", "dataset", "arch", "width", "arch_options", "seed"}
+    allowed = {"data", "mask", "out_dir", "checkpoint", "run_key", "dataset", "arch", "width", "arch_options", "seed",
+               "spec"}
     specs = []
     for i, m in enumerate(members):
         unknown = sorted(set(m) - allowed)
         missing = sorted({"data", "mask", "out_dir"} - set(m))
         if unknown or missing:
-            raise PaibenchError(f"train-pack: member {i}: unknown keys {unknown}, missing keys {missing}; "
+            raise PaibenchError(f"--member {i}: unknown keys {unknown}, missing keys {missing}; "
                                 f"allowed keys: {', '.join(sorted(allowed))}")
+        for key in ("data", "mask", "out_dir", "checkpoint", "run_key", "dataset", "arch"):
+            if key in m and not isinstance(m[key], str):
+                raise PaibenchError(f"--member {i}.{key}: {m[key]!r} is not allowed; expected a string")
+        for key, kind in (("width", (int, float)), ("seed", int), ("arch_options", dict)):
+            if key in m and (not isinstance(m[key], kind) or isinstance(m[key], bool)):
+                raise PaibenchError(f"--member {i}.{key}: {m[key]!r} is not allowed; expected "
+                                    f"{ {'width': 'a number', 'seed': 'an integer', 'arch_options': 'a JSON object'}[key] }")
+        _check_run_files(m["data"], m["mask"], m["out_dir"], m.get("checkpoint"), f"--member {i} ")
         specs.append(RunSpec(
             data=m["data"], mask=m["mask"], out_dir=m["out_dir"],
             checkpoint=m.get("checkpoint") or str(Path(m["out_dir"]) / "checkpoint.pt"),
             run_key=m.get("run_key") or m["out_dir"], train=cfg, dataset=m.get("dataset", ""), arch=m.get("arch", ""),
             width=float(m.get("width", 1.0)), arch_options=m.get("arch_options") or {}, seed=int(m.get("seed", 0)),
-            threads=args.threads,
+            threads=args.threads, spec=m.get("spec"),
         ))
     results = train_pack(specs, log=lambda msg: print(msg, flush=True), mode=args.mode)
     for spec, metrics in zip(specs, results):
@@ -164,6 +271,11 @@ def cmd_train_pack(args) -> int:
 def cmd_evaluate(args) -> int:
     from paibench.training import evaluate_run
 
+    input_file("--data", args.data, "data")
+    input_file("--mask", args.mask, "mask")
+    input_file("--model", args.model, "model")
+    input_file("--metrics", args.metrics, "metrics")
+    output_file("--out", args.out, inputs=[args.data, args.mask, args.model, args.metrics])
     result = evaluate_run(args.data, args.mask, args.model, args.metrics, args.out, args.device)
     print(json.dumps(result))
     return 0
@@ -172,9 +284,8 @@ def cmd_evaluate(args) -> int:
 def cmd_aggregate(args) -> int:
     from paibench.analysis.aggregate import collect, write_tables
 
-    files = list(args.metrics)
-    if args.metrics_list:
-        files += Path(args.metrics_list).read_text().split()
+    files = _listed_files(args)
+    output_dir("--out-dir", args.out_dir, inputs=files)
     runs = collect(files)
     paths = write_tables(runs, args.out_dir)
     print(f"{len(runs)} runs -> {', '.join(map(str, paths.values()))}")
@@ -191,16 +302,32 @@ def cmd_plot(args) -> int:
 
     from paibench.analysis.plots import accuracy_vs_compression
 
-    runs = pd.read_csv(args.runs)
+    input_file("--runs", args.runs, "csv")
+    output_file("--out", args.out, inputs=[args.runs], suffix=".png")
+    try:
+        runs = pd.read_csv(args.runs)
+    except (ValueError, pd.errors.ParserError) as exc:
+        raise PaibenchError(f"--runs: {args.runs!r} is not a readable CSV ({exc}); expected runs.csv") from None
+    missing = sorted({"method", "accuracy", "compression", "collapsed", "nominal_compression",
+                      "effective_compression"} - set(runs.columns))
+    if missing:
+        raise PaibenchError(f"--runs: {args.runs!r} lacks the columns {', '.join(missing)}; expected runs.csv "
+                            f"(written by paibench aggregate)")
     for path in accuracy_vs_compression(runs, args.out, x=args.x):
         print(path)
     return 0
 
 
 def _listed_files(args) -> list[str]:
+    """The metrics files named on the command line and in --metrics-list, each checked; at least one."""
     files = list(args.metrics)
     if args.metrics_list:
-        files += Path(args.metrics_list).read_text().split()
+        files += input_file("--metrics-list", args.metrics_list, "list").read_text().split()
+    if not files:
+        raise PaibenchError("METRICS: no metrics files were given; expected at least one metrics.json "
+                            "(as arguments or in --metrics-list), so no table is replaced by an empty one")
+    for f in files:
+        input_file("METRICS", f, "metrics")
     return files
 
 
@@ -208,7 +335,12 @@ def cmd_figures(args) -> int:
     from paibench.analysis.figures import draw_experiment
     from paibench.analysis.results import load_layers, load_runs
 
-    runs = load_runs(_listed_files(args), args.effective_definition)
+    files = _listed_files(args)
+    if not Path(args.masks_root).is_dir():
+        raise PaibenchError(f"--masks-root: {args.masks_root!r} is not a folder; expected the folder holding the "
+                            f"mask statistics (results/masks)")
+    output_dir("--out-dir", args.out_dir, inputs=files)
+    runs = load_runs(files, args.effective_definition)
     if args.experiment:
         runs = runs[runs["experiment"] == args.experiment] if not runs.empty else runs
     if runs.empty:
@@ -229,7 +361,11 @@ def cmd_tables(args) -> int:
         if name not in PAPERS:
             raise PaibenchError(f"--paper {item!r}: {name!r} is not allowed; expected one of {', '.join(PAPERS)}")
         papers[name] = [e for e in experiments.split(",") if e]
-    runs = load_runs(_listed_files(args), args.effective_definition)
+        if not papers[name]:
+            raise PaibenchError(f"--paper {item!r}: no experiments; expected {name}=EXPERIMENT[,EXPERIMENT...]")
+    files = _listed_files(args)
+    output_dir("--out-dir", args.out_dir, inputs=files)
+    runs = load_runs(files, args.effective_definition)
     for path in write_all(runs, args.out_dir, papers or None):
         print(path)
     return 0
@@ -238,8 +374,13 @@ def cmd_tables(args) -> int:
 def cmd_check_config(args) -> int:
     from paibench.config import Grid, load_config_file
 
+    from paibench.estimate import describe, grid_size
+
+    input_file("CONFIG", args.config, "config")
     grid = Grid(load_config_file(args.config), base_dir=args.base_dir)
     print(f"{args.config}: valid; {len(grid.runs)} runs in {len(grid.config['experiments'])} experiment(s)")
+    for line in describe(grid_size(grid)):
+        print(line, file=sys.stderr if line.startswith("warning") else sys.stdout)
     return 0
 
 
@@ -258,7 +399,7 @@ def cmd_list(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="paibench", description=__doc__)
+    p = _Parser(prog="paibench", description=__doc__)
     p.add_argument("-v", "--verbose", action="store_true")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -273,7 +414,9 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--width", type=_positive_float, default=1.0, help="architecture width multiplier")
     m.add_argument("--arch-opt", action="append", metavar="KEY=VALUE", help="architecture option (repeatable)")
     m.add_argument("--data", help="prepared dataset file (needed by data-dependent methods and imagefolder)")
-    m.add_argument("--device", default="cpu")
+    m.add_argument("--device", default="cpu", type=_device, help="where scores are computed (cpu, cuda, cuda:N)")
+    m.add_argument("--force", action="store_true", help="replace an existing mask made from other inputs")
+    m.add_argument("--spec", help="what the workflow made this result from (JSON; recorded so a changed config is detected)")
     m.set_defaults(func=cmd_mask)
 
     i = sub.add_parser("inspect", help="print a mask's (effective) compression and per-layer statistics")
@@ -302,6 +445,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--arch-opt", action="append", metavar="KEY=VALUE")
     t.add_argument("--seed", type=_nonneg_int, default=0)
     t.add_argument("--threads", type=_nonneg_int, default=0)
+    t.add_argument("--force", action="store_true", help="replace a finished run in --out-dir made with another mask")
+    t.add_argument("--spec", help="what the workflow made this result from (JSON; recorded so a changed config is detected)")
     t.set_defaults(func=cmd_train)
 
     tp = sub.add_parser("train-pack", help="train several runs of one architecture together in one process")
@@ -322,7 +467,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--model", required=True)
     e.add_argument("--metrics", required=True)
     e.add_argument("--out", required=True)
-    e.add_argument("--device", default="cpu")
+    e.add_argument("--device", default="cpu", type=_device, help="cpu, cuda, cuda:N or auto")
     e.set_defaults(func=cmd_evaluate)
 
     a = sub.add_parser("aggregate", help="collect metrics files into tables")
@@ -374,6 +519,16 @@ def main(argv=None) -> int:
     except PaibenchError as exc:
         print(f"paibench {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader went away (`paibench inspect ... | head`): nothing left to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
+        # Last resort for a fault no check foresaw: still one line (the traceback with -v).
+        if args.verbose:
+            raise
+        print(f"paibench {args.command}: error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
+              f"(run with -v for the traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

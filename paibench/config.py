@@ -11,6 +11,9 @@ Paths produced by the grid (all relative to the workflow's working directory):
 from __future__ import annotations
 
 import copy
+import json
+import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -146,7 +149,7 @@ class Grid:
     """The validated config as lookup tables (label -> entry) and the list of runs."""
 
     def __init__(self, config: dict, schema_path: str | Path | None = None, base_dir: str | Path = "."):
-        config = copy.deepcopy(dict(config))
+        config = _normalize(copy.deepcopy(dict(config)))
         error = _schema_error(config, load_schema(schema_path))
         if error:
             raise error
@@ -176,16 +179,10 @@ class Grid:
                                 f"'datasets' or one of {', '.join(DATASETS.names())}")
         spec = DATASETS.get(dtype)
         options = spec.parse_options(spec_raw, f"datasets.{label}")
-        for key in ("path", "root"):
-            if options.get(key):
-                path = Path(options[key]).expanduser()
-                resolved = path if path.is_absolute() else self.base_dir / path
-                if not resolved.exists():
-                    raise PaibenchError(f"config error at datasets.{label}.{key}: {options[key]!r} does not exist; "
-                                        f"expected an existing folder")
-        if dtype == "imagefolder" and not options.get("path"):
-            raise PaibenchError(f"config error at datasets.{label}.path: missing; expected the folder (or tar) "
-                                f"holding train/ and test/, required for imagefolder")
+        try:
+            spec.check(options, self.base_dir, f"datasets.{label}")  # the files' structure, before any job
+        except PaibenchError as exc:
+            raise PaibenchError(f"config error at {exc}") from None
         entry = DatasetEntry(label, dtype, spec.kind, options)
         self.datasets[label] = entry
         return entry
@@ -246,6 +243,10 @@ class Grid:
             if dup:
                 raise PaibenchError(f"config error at {where}.{kind}: {dup!r} appears twice; expected each entry once")
         comps = [format_compression(c) for c in exp["compressions"]]
+        for c, text in zip(exp["compressions"], comps):
+            if text == "1":  # the dense run's label: the two would share files
+                raise PaibenchError(f"config error at {where}.compressions: {c!r} is not allowed; it rounds to the "
+                                    f"label c1 of the dense run; expected a ratio that differs from 1 within 6 digits")
         if len(set(comps)) != len(comps):
             raise PaibenchError(f"config error at {where}.compressions: {exp['compressions']} has values that are equal "
                                 f"to 6 significant digits; expected distinct ratios")
@@ -256,6 +257,7 @@ class Grid:
                     raise PaibenchError(f"config error at {where}.archs[{i}]: {a.name!r} is {'an' if kind[0] in 'aeiou' else 'a'} {kind} model and "
                                         f"cannot run on the {d.kind} dataset {d.label!r}; expected one of "
                                         f"{', '.join(n for n in ARCHS.names() if ARCHS.get(n).kind == d.kind)}")
+        self._check_degrees(where, datasets, archs, methods)
         self.train[name] = parse_train_config({**base_train, **exp.get("train", {})}, f"{where}.train")
         self.pack[name] = int(exp.get("pack", self.config.get("pack", 1)))
         paper = exp.get("paper", PAPERS)
@@ -266,6 +268,31 @@ class Grid:
                     for c in (["1"] if m.name == "dense" else comps):
                         for s in exp["seeds"]:
                             self.runs.append(Run(name, d.label, a.label, m.label, c, s))
+
+    def _check_degrees(self, where: str, datasets, archs, methods) -> None:
+        """A fixed expander degree that makes every layer dense would be a dense run under a compression label."""
+        fixed = [(i, m) for i, m in enumerate(methods) if int(m.options.get("degree", 0) or 0) > 0]
+        if not fixed:
+            return
+        import torch
+
+        from paibench.models import build_model, prunable_parameters
+
+        for d in datasets:
+            spec = DATASETS.get(d.type)
+            if spec.info is None:
+                continue  # shape known only from the data (imagefolder): `paibench mask` checks it
+            for a in archs:
+                with torch.device("meta"):  # shapes only: no memory, no initialisation cost
+                    model = build_model(a.name, spec.info(d.options), a.width, a.options)
+                shapes = [tuple(p.shape) for p in prunable_parameters(model).values()]
+                for i, m in fixed:
+                    picked = [s[0] if m.options.get("orientation") == "input" else min(s[0], s[1]) for s in shapes]
+                    if m.options["degree"] >= max(picked):
+                        raise PaibenchError(
+                            f"config error at {where}.methods[{i}].degree: {m.options['degree']!r} is not allowed "
+                            f"for {a.label} on {d.label}: it makes every layer dense; expected a degree below "
+                            f"{max(picked)}")
 
     # ------------------------------------------------------------------------------- lookups for rules
     def dataset_args(self, label: str) -> list[str]:
@@ -304,13 +331,193 @@ class Grid:
         source = self.methods[method_label].budget_from
         return [mask_path(dataset, arch, source, compression, seed)] if source else []
 
+    # ------------------------------------------------------------------------ what produced a result
+    def mask_spec(self, run: Run) -> dict:
+        """Everything a mask file depends on (compared with what a cached mask recorded)."""
+        d, a, m = self.datasets[run.dataset], self.archs[run.arch], self.methods[run.method]
+        return {"dataset": {"type": d.type, "options": d.options},
+                "arch": {"name": a.name, "width": a.width, "options": a.options},
+                "method": {"name": m.name, "options": METHODS.get(m.name).recorded(m.options),
+                           "budget_from": m.budget_from},
+                "compression": run.compression, "seed": run.seed}
+
+    def run_spec(self, run: Run) -> dict:
+        """Everything a run's results depend on: its mask's spec and the training recipe."""
+        train = {k: v for k, v in self.train[run.experiment].items() if k not in NOT_RESULT_TRAIN_KEYS}
+        return {**self.mask_spec(run), "train": train}
+
+    def stale_data(self) -> dict[str, str]:
+        """Prepared dataset files whose recorded dataset type or options differ from the config's."""
+        out = {}
+        for label, entry in self.datasets.items():
+            sidecar = Path(f"resources/data/{label}.json")
+            if sidecar.exists():
+                why = _differs(_read(sidecar), {"dataset": entry.type, "options": entry.options})
+                if why:
+                    out[label] = why
+        return out
+
+    def stale(self) -> tuple[dict[str, str], dict[str, str]]:
+        """Cached results that no longer match the config: ({run key: why}, {mask path: why}).
+
+        A result records the spec it was made from (metrics.json / the mask's statistics JSON: "spec");
+        results made before the spec was recorded are compared on the fields they carry.
+        """
+        runs, masks = {}, {}
+        for run in self.runs:
+            if run.mask not in masks:
+                stats = Path(run.mask).with_suffix(".json")
+                if stats.exists():
+                    why = _differs(_recorded_mask_spec(stats), self.mask_spec(run))
+                    if why:
+                        masks[run.mask] = why
+            metrics = Path(run.run_dir) / "metrics.json"
+            if metrics.exists():
+                why = masks.get(run.mask) or _differs(_recorded_run_spec(metrics), self.run_spec(run))
+                if why:
+                    runs[run.key] = why
+        return runs, masks
+
     def uses_data(self, method_label: str) -> bool:
         entry = self.methods[method_label]
         return METHODS.get(entry.name).uses_data(entry.options)
 
 
+# Training options that do not change a run's results (changing them reruns nothing).
+NOT_RESULT_TRAIN_KEYS = ("keep_checkpoint",)
+
+
+def _read(path: Path) -> dict:
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {"unreadable": True}
+    return value if isinstance(value, dict) else {"unreadable": True}
+
+
+def _recorded_mask_spec(stats_file: Path) -> dict:
+    st = _read(stats_file)
+    if "unreadable" in st:
+        return {"file": "unreadable"}
+    if "spec" in st:
+        return st["spec"]
+    # masks made before the spec was recorded: what their statistics carry
+    return _present({"arch": {"name": st.get("arch"), "width": st.get("width"), "options": st.get("arch_options")},
+                     "method": {"name": st.get("method"), "options": st.get("options")},
+                     "seed": st.get("seed")})
+
+
+def _present(value):
+    """Only the fields a legacy file actually carries (None = not recorded, so not compared)."""
+    if isinstance(value, dict):
+        return {k: _present(v) for k, v in value.items() if v is not None}
+    return value
+
+
+def _recorded_run_spec(metrics_file: Path) -> dict:
+    m = _read(metrics_file)
+    if "unreadable" in m:
+        return {"file": "unreadable"}
+    if "spec" in m:
+        return m["spec"]
+    train = {k: v for k, v in (m.get("train") or {}).items() if k not in NOT_RESULT_TRAIN_KEYS}
+    arch_options = m.get("arch_options") or {}
+    if m.get("arch") in ARCHS:  # recorded as typed on the command line ('true', '0.5'): compare parsed values
+        try:
+            arch_options = ARCHS.get(m["arch"]).parse_options(arch_options, "arch_options")
+        except PaibenchError:
+            pass
+    return _present({"arch": {"name": m.get("arch"), "width": m.get("width"), "options": arch_options},
+                     "method": {"name": m.get("method"), "options": m.get("method_options")},
+                     "seed": m.get("seed"), "train": train})
+
+
+def _differs(recorded: dict, wanted: dict, where: str = "") -> str | None:
+    """The first field (dotted path) where `recorded` differs from `wanted`, compared only on the fields
+    `recorded` has (older results carry fewer); None when they agree."""
+    if recorded.get("file") == "unreadable":
+        return "its file is unreadable"
+    for key, value in recorded.items():
+        if key not in wanted:
+            continue
+        path = f"{where}.{key}" if where else key
+        if isinstance(value, dict) and isinstance(wanted[key], dict):
+            sub = _differs(value, wanted[key], path)
+            if sub:
+                return sub
+        elif json.dumps(value, sort_keys=True) != json.dumps(wanted[key], sort_keys=True):
+            return f"{path}: {value!r} -> {wanted[key]!r}"
+    return None
+
+
+class StrictLoader(yaml.SafeLoader):
+    """YAML as a config needs it: a key given twice is an error (PyYAML keeps the last silently), and
+    ``1e3`` is a number (YAML 1.2; PyYAML's YAML 1.1 resolver reads it as a string)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor`; explicit keys may override it
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise PaibenchError(f"config error at line {key_node.start_mark.line + 1}: key {key!r} is given twice "
+                                    f"(also at line {seen[key] + 1}); expected each key once")
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
+StrictLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def load_config_text(text: str, source: str) -> dict:
+    try:
+        data = yaml.load(text, Loader=StrictLoader)  # noqa: S506 (a SafeLoader subclass)
+    except PaibenchError as exc:
+        raise PaibenchError(f"{source}: {exc}") from None
+    except yaml.YAMLError as exc:
+        raise PaibenchError(f"config file {source}: not valid YAML ({str(exc).splitlines()[0]}); expected YAML") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise PaibenchError(f"config file {source}: {type(data).__name__} at the top level; expected a mapping of keys")
+    return data
+
+
 def load_config_file(path: str | Path) -> dict:
     try:
-        return yaml.safe_load(Path(path).read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise PaibenchError(f"config file {path}: not valid YAML ({exc})") from None
+        text = Path(path).read_text()
+    except UnicodeDecodeError:
+        raise PaibenchError(f"config file {path}: not UTF-8 text; expected a YAML file") from None
+    except OSError as exc:
+        raise PaibenchError(f"config file {path}: {exc.strerror}; expected a readable YAML file") from None
+    return load_config_text(text, str(path))
+
+
+_EXPONENT = re.compile(r"^[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)[eE][-+]?[0-9]+$")
+
+
+def _normalize(value, where: str = ""):
+    """Numbers written as 1e3 become floats (Snakemake's YAML reads them as strings); a non-finite number,
+    a label with whitespace or a control character is refused with its place in the config."""
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            if isinstance(k, str) and (k != k.strip() or any(ch.isspace() or ord(ch) < 32 for ch in k)):
+                raise PaibenchError(f"config error at {where or '(top level)'}: key {k!r} is not allowed; expected a "
+                                    f"name without spaces, tabs or newlines")
+            out[k] = _normalize(v, f"{where}.{k}" if where else str(k))
+        return out
+    if isinstance(value, list):
+        return [_normalize(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, str) and _EXPONENT.match(value):
+        return float(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise PaibenchError(f"config error at {where}: {value!r} is not allowed; expected a finite number")
+    if isinstance(value, str) and any(ch in value for ch in "\n\r\t\x00"):
+        raise PaibenchError(f"config error at {where}: {value!r} is not allowed; expected text without newlines or tabs")
+    return value

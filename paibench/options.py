@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
@@ -57,6 +58,8 @@ class Option:
                 if isinstance(raw, bool):
                     raise ValueError
                 value = float(raw)
+                if not math.isfinite(value):  # NaN passes every range check (comparisons are false)
+                    raise bad_value(field, raw, "a finite number")
             elif self.type is list:
                 if not isinstance(raw, (list, tuple)):  # list("abc") would silently split a string
                     raise ValueError

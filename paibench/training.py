@@ -16,6 +16,7 @@ Guarantees:
 from __future__ import annotations
 
 import json
+import copy
 import math
 
 import platform
@@ -73,7 +74,7 @@ TRAIN_OPTIONS: dict[str, Option] = {
 def parse_train_config(raw: dict[str, Any], field: str = "train") -> dict[str, Any]:
     cfg = parse_options(TRAIN_OPTIONS, raw, field)
     for m in cfg["milestones"]:
-        if not isinstance(m, (int, float)) or isinstance(m, bool) or m <= 0:
+        if not isinstance(m, (int, float)) or isinstance(m, bool) or not math.isfinite(m) or m <= 0:
             raise PaibenchError(f"{field}.milestones: {m!r} is not allowed; expected positive numbers")
     return cfg
 
@@ -187,11 +188,40 @@ def check_mask(masks: dict[str, torch.Tensor], model: nn.Module, mask_file: str 
                                 f"the architecture's weight has {tuple(p.shape)}")
     stats_file = stats_path(mask_file)
     if stats_file.exists():
-        recorded = read_json(stats_file).get("sha256")
+        # The .json's sha256 catches a mask replaced under the same name; a mask with its own content hash
+        # (checked when it was loaded) stays usable when its .json was emptied or damaged.
+        try:
+            recorded = read_json(stats_file).get("sha256")
+        except (ValueError, AttributeError):
+            if _has_content_hash(mask_file):
+                return
+            raise PaibenchError(f"mask {mask_file}: its statistics file {stats_file} is unreadable and the mask has no "
+                                f"content hash of its own; recompute it (paibench mask) or restore the .json") from None
         actual = sha256_file(mask_file)
         if recorded and recorded != actual:
             raise PaibenchError(f"mask {mask_file}: sha256 {actual[:12]}... differs from the {recorded[:12]}... "
                                 f"recorded in {stats_file}; the file is corrupt or was replaced")
+
+
+def _mask_stats(mask_file, masks, model, info) -> dict:
+    """The mask's statistics JSON, recomputed from the mask when that file is missing or damaged."""
+    try:
+        stats = read_json(stats_path(mask_file))
+        if isinstance(stats, dict) and "effective_compression" in stats:
+            return stats
+    except (OSError, ValueError):
+        pass
+    from paibench.pruning.stats import mask_statistics
+
+    return mask_statistics(copy.deepcopy(model).cpu(), {n: m.detach().cpu().bool() for n, m in masks.items()},
+                           info, graphs=False)
+
+
+def _has_content_hash(mask_file) -> bool:
+    from safetensors import safe_open
+
+    with safe_open(str(mask_file), framework="pt") as f:
+        return bool((f.metadata() or {}).get("content_sha256"))
 
 
 # --------------------------------------------------------------------------------------------- training
@@ -209,6 +239,7 @@ class RunSpec:
     arch_options: dict | None = None
     seed: int = 0
     threads: int = 0
+    spec: dict | None = None  # what the workflow made this run from (Grid.run_spec), recorded in metrics.json
 
 
 def _optimizer(cfg: dict, model: nn.Module, device: torch.device):
@@ -454,7 +485,7 @@ class _Member:
         metrics = summarize(self.history, cfg, self.status, self.info.kind)
         kept = int(sum(int(m.sum()) for m in masks.values()))
         prunable = int(sum(m.numel() for m in masks.values()))
-        mask_stats = read_json(stats_path(spec.mask)) if stats_path(spec.mask).exists() else {}
+        mask_stats = _mask_stats(spec.mask, masks, model, self.info)
         metrics.update({
             "run_key": spec.run_key, "dataset": spec.dataset or meta["dataset"], "arch": self.arch,
             "width": self.width, "arch_options": self.arch_options, "method": meta["method"],
@@ -472,6 +503,8 @@ class _Member:
             "torch": torch.__version__, "python": platform.python_version(), "host": socket.gethostname(),
             "command": " ".join(sys.argv),
         })
+        if spec.spec is not None:
+            metrics["spec"] = spec.spec
         write_json(out_dir / "metrics.json", metrics)
         if not cfg["keep_checkpoint"]:
             self.ckpt_path.unlink(missing_ok=True)

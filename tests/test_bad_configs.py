@@ -109,11 +109,11 @@ CASES = {
     "dataset-option-range": (_dataset("digits", {"test_fraction": 2}), "datasets.digits.test_fraction", "2", "<= 0.5"),
     "dataset-unknown-option": (_dataset("digits", {"fraction": 0.1}), "datasets.digits.fraction", "0.1", "test_fraction"),
     "local-path-missing": (_dataset("mine", {"type": "imagefolder", "path": MISSING}), "datasets.mine.path",
-                           repr(MISSING), "existing folder"),
+                           repr(MISSING), "train/ and test/"),
     "imagefolder-without-path": (_dataset("mine", {"type": "imagefolder"}), "datasets.mine.path", "missing",
                                  "train/ and test/"),
     "planetoid-root-missing": (_dataset("cora", {"root": MISSING}, arch="gcn"), "datasets.cora.root",
-                               repr(MISSING), "existing folder"),
+                               repr(MISSING), "Cora/raw"),
     "resources-threads": (_top(resources={"train_threads": 0}), "resources.train_threads", "0", ">= 1"),
     "resources-unknown": (_top(resources={"gpus": 1}), "resources", "'gpus'", "train_threads"),
     "mica-without-budget": (_exp(methods=[{"name": "mica"}]), "methods[0]", "", ""),  # filled in below

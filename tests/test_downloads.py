@@ -13,6 +13,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from paibench.errors import PaibenchError
+
 from paibench.data.download import fetch
 
 BODY = bytes(range(256)) * 400  # 100 KiB, bigger than one socket write
@@ -112,9 +114,10 @@ def test_bad_first_response_is_retried(server, tmp_path, first):
 def test_always_bad_download_fails_without_leaving_files(server, tmp_path):
     server.plan = ["truncated", "corrupt", "truncated"]
     dest = tmp_path / "file.bin"
-    with pytest.raises(RuntimeError) as info:
+    with pytest.raises(PaibenchError) as info:
         fetch(server.url, dest, MD5, "md5", retries=3, timeout=5)
     message = str(info.value)
+    assert "\n" not in message  # one line: the CLI prints it as its only message
     assert "after 3 attempts" in message and MD5 in message and str(dest) in message
     assert server.requests == 3
     assert not dest.exists() and not dest.with_name("file.bin.part").exists()
@@ -124,6 +127,6 @@ def test_unreachable_server_gives_offline_hint(tmp_path):
     with _Server() as s:
         url = s.url
     # The server is closed: the port refuses connections (nothing outside 127.0.0.1 is contacted).
-    with pytest.raises(RuntimeError, match="place the file"):
+    with pytest.raises(PaibenchError, match="the file placed at"):
         fetch(url, tmp_path / "file.bin", MD5, "md5", retries=1, timeout=2)
     assert not (tmp_path / "file.bin").exists()

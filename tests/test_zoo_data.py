@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from paibench.data import DATASETS, tinyimagenet
+from paibench.errors import PaibenchError
 
 WNIDS = ("n02", "n01", "n03")  # wnids.txt order differs from the sorted class order on purpose
 
@@ -75,7 +76,7 @@ def test_tinyimagenet_checksummed_fetch(tmp_path, monkeypatch):
     assert payload["x_test"].shape == (6, 3, 64, 64) and payload["augment"] == {"crop_padding": 4, "flip": True}
 
     monkeypatch.setattr(tinyimagenet, "MD5", "0" * 32)  # the cached file is now "corrupt": removed, refetched, rejected
-    with pytest.raises(RuntimeError, match="could not download"):
+    with pytest.raises(PaibenchError, match="could not fetch"):
         spec.prepare(spec.parse_options({}), tmp_path / "raw")
     assert not (tmp_path / "raw" / "tiny-imagenet-200.zip").exists()
     assert not (tmp_path / "raw" / "tiny-imagenet-200.zip.part").exists()

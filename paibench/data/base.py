@@ -45,9 +45,29 @@ class DatasetSpec:
     info: Callable[[dict[str, Any]], DatasetInfo] | None = None
     options: Mapping[str, Option] = field(default_factory=dict)
     description: str = ""
+    # Checks the local files the options name (their structure, not just that they exist), before any
+    # job: check(options, base_dir) returns None or (option key, what is wrong, what is expected).
+    check_files: Callable[[dict[str, Any], Path], tuple[str, str, str] | None] | None = None
+    # Training examples per epoch from the options alone (None: known only after preparing), for estimates.
+    train_examples: Callable[[dict[str, Any]], int | None] | None = None
 
     def parse_options(self, raw: Mapping[str, Any], field_name: str = "dataset") -> dict[str, Any]:
         return parse_options(self.options, raw, field_name)
+
+    def check(self, options: dict[str, Any], base_dir: Path, field_name: str) -> None:
+        """One clear error when a path option does not hold what preparing the data will read."""
+        problem = self.check_files(options, Path(base_dir)) if self.check_files else None
+        if problem:
+            key, what, expected = problem
+            from paibench.errors import PaibenchError
+
+            raise PaibenchError(f"{field_name}.{key}: {options[key]!r} {what}; expected {expected}")
+
+
+def local_path(text: str, base_dir: Path) -> Path:
+    """A path option resolved against the workflow's working directory."""
+    path = Path(text).expanduser()
+    return path if path.is_absolute() else Path(base_dir) / path
 
 
 def info_from_payload(payload: dict) -> DatasetInfo:

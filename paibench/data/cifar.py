@@ -68,6 +68,7 @@ def _spec(name: str) -> DatasetSpec:
         kind="image",
         prepare=_make_prepare(name),
         info=lambda options: DatasetInfo(name, "image", classes, channels=3, size=(32, 32)),
+        train_examples=lambda options: 50_000,
         options={},
         description=f"CIFAR-{classes} official archive ({ARCHIVES[name]['url']}, md5-checked)",
     )

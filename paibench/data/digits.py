@@ -29,6 +29,7 @@ SPEC = DatasetSpec(
     kind="image",
     prepare=prepare,
     info=lambda options: DatasetInfo("digits", "image", 10, channels=1, size=(8, 8)),
+    train_examples=lambda options: round(1797 * (1 - options["test_fraction"])),
     options={"test_fraction": Option(float, 0.2, minimum=0.05, maximum=0.5, help="stratified test split")},
     description="scikit-learn digits, 8x8 grayscale, stratified split with a fixed seed",
 )

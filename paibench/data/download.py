@@ -52,7 +52,10 @@ def fetch(url: str, dest: Path, digest: str, algorithm: str = "md5", retries: in
             last_error = exc
             part.unlink(missing_ok=True)
             log.warning("download attempt %d/%d of %s failed: %s", attempt, retries, url, exc)
-    raise RuntimeError(
-        f"could not download {url} after {retries} attempts ({last_error}). Without internet, place the file "
-        f"at {dest} (it must have {algorithm} {digest}) or use an offline dataset such as 'digits'."
+    from paibench.errors import PaibenchError
+
+    # A user-facing outcome, not a bug: one line (the CLI prints PaibenchError without a traceback).
+    raise PaibenchError(
+        f"download: could not fetch {url} after {retries} attempts ({str(last_error).splitlines()[0]}); expected "
+        f"internet access, or the file placed at {dest} (with {algorithm} {digest}), or an offline dataset such as 'digits'"
     )

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from paibench.data.base import DatasetSpec, image_payload
+from paibench.data.base import DatasetSpec, image_payload, local_path
 from paibench.errors import PaibenchError
 from paibench.options import Option
 
@@ -100,6 +100,22 @@ def prepare(options, raw_root):
     )
 
 
+def check_files(options, base_dir: Path):
+    """The root holds train and test, each a folder or a tar archive (what _iter_split reads)."""
+    if not options.get("path"):
+        return ("path", "is missing", "the folder (or tar) holding train/ and test/, required for imagefolder")
+    root = local_path(options["path"], base_dir)
+    expected = "a folder holding train/ and test/ (folders or train.tar[.gz|.xz] / test.tar[.gz|.xz] archives)"
+    if not root.exists():
+        return ("path", "does not exist", expected)
+    if not root.is_dir():
+        return ("path", "is a file", expected)
+    for split in ("train", "test"):
+        if not (root / split).is_dir() and not any((root / f"{split}{sfx}").is_file() for sfx in ARCHIVE_SUFFIXES):
+            return ("path", f"has no {split}/ folder or {split}.tar archive", expected)
+    return None
+
+
 SPEC = DatasetSpec(
     name="imagefolder",
     kind="image",
@@ -114,5 +130,6 @@ SPEC = DatasetSpec(
         "flip": Option(bool, True),
         "name": Option(str, "", help="name recorded in the prepared file"),
     },
+    check_files=check_files,
     description="class sub-folders from a directory or tar archive, e.g. ../shared/data/cifar10-jpeg",
 )

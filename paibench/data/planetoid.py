@@ -12,6 +12,7 @@ from pathlib import Path
 
 
 from paibench.data.base import DatasetInfo, DatasetSpec
+from paibench.data.base import local_path
 from paibench.errors import PaibenchError
 from paibench.options import Option
 
@@ -52,6 +53,20 @@ def _make_prepare(key: str):
     return prepare
 
 
+def _check_files(pyg_name: str):
+    def check(options, base_dir: Path):
+        if not options.get("root"):
+            return None  # downloads (needs internet)
+        root = local_path(options["root"], base_dir)
+        expected = f"a folder holding {pyg_name}/raw with the Planetoid files (ind.{pyg_name.lower()}.x, ...)"
+        if not root.is_dir():
+            return ("root", "is not a folder" if root.exists() else "does not exist", expected)
+        if not (root / pyg_name / "raw").is_dir():
+            return ("root", f"has no {pyg_name}/raw folder", expected)
+        return None
+    return check
+
+
 def _spec(key: str) -> DatasetSpec:
     pyg_name, features, classes = NAMES[key]
     return DatasetSpec(
@@ -60,6 +75,7 @@ def _spec(key: str) -> DatasetSpec:
         prepare=_make_prepare(key),
         info=lambda options: DatasetInfo(key, "graph", classes, num_features=features),
         options={"root": Option(str, "", help="folder with <Name>/raw Planetoid files; empty: download")},
+        check_files=_check_files(pyg_name),
         description=f"{pyg_name} citation graph, Planetoid public split (20 labels per class)",
     )
 

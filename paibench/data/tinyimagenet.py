@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from paibench.data.base import DatasetInfo, DatasetSpec, image_payload
+from paibench.data.base import DatasetInfo, DatasetSpec, image_payload, local_path
 from paibench.data.download import fetch
 from paibench.errors import PaibenchError
 from paibench.options import Option
@@ -104,6 +104,19 @@ def _augment(crop: int) -> dict:
     return {"crop_padding": 0, "flip": True, "random_crop": crop} if crop else {"crop_padding": 4, "flip": True}
 
 
+def check_files(options, base_dir: Path):
+    if not options.get("archive"):
+        return None  # downloads (needs internet)
+    path = local_path(options["archive"], base_dir)
+    expected = "the tiny-imagenet-200.zip file"
+    if not path.is_file():
+        return ("archive", "is a folder" if path.is_dir() else "does not exist", expected)
+    with open(path, "rb") as f:
+        if f.read(2) != b"PK":
+            return ("archive", "is not a zip archive", expected)
+    return None
+
+
 SPEC = DatasetSpec(
     name="tinyimagenet",
     kind="image",
@@ -116,5 +129,7 @@ SPEC = DatasetSpec(
         "crop": Option(int, 0, minimum=0, maximum=63,
                        help="0: 64x64 inputs; n: random n x n windows of train and test images (RReg reference VGG: 32)"),
     },
+    check_files=check_files,
+    train_examples=lambda options: 200 * (min(500, options["max_per_class"]) if options["max_per_class"] else 500),
     description="Tiny-ImageNet-200 official archive (md5-checked), val split re-folded as test, 64x64",
 )

@@ -205,15 +205,19 @@ def make_mask(
     payload: dict | None = None,
     dataset_options: dict | None = None,
     device: str = "cpu",
+    recorded_spec: dict | None = None,
 ) -> dict:
-    """Compute, verify and save a mask; returns its statistics (also written to ``<out>.json``)."""
+    """Compute, verify and save a mask; returns its statistics (also written to ``<out>.json``).
+
+    `recorded_spec`: what the workflow made it from (paibench.config.Grid.mask_spec), recorded in the statistics so a
+    later config that differs is detected (never part of the mask file or its seed)."""
     started = time.perf_counter()
     spec = METHODS.get(method)
     opts = spec.parse_options(options or {}, "--opt")
     if method == "dense":
         compression = 1.0
     elif not compression > 1:
-        raise PaibenchError(f"compression: {compression!r} is not allowed; expected a ratio > 1 (e.g. 10 or 1e3)")
+        raise PaibenchError(f"--compression: {compression!r} is not allowed for method {method!r}; expected a ratio > 1 (e.g. 10 or 1e3)")
     arch_opts = ARCHS.get(arch).parse_options(arch_options or {}, "arch option")
     info = resolve_info(dataset, payload, dataset_options)
     if spec.uses_data(opts) and payload is None:
@@ -225,6 +229,9 @@ def make_mask(
     recorded = spec.recorded(opts)
     seed_opts = dict(recorded)
     if recorded.get("budget_mask"):  # the budget mask's content, not where it lies, decides the mask
+        from paibench.inputs import input_file
+
+        input_file("--opt budget_mask", recorded["budget_mask"], "mask")
         seed_opts["budget_mask"] = sha256_file(recorded["budget_mask"])
     mask_seed = derive_seed("mask", dataset, arch_key(arch, width, arch_opts), method,
                             json.dumps(seed_opts, sort_keys=True), format_compression(compression), seed)
@@ -248,6 +255,8 @@ def make_mask(
         "mask_seed": mask_seed, "sha256": sha256_file(out), "seconds": round(time.perf_counter() - started, 3),
         "mask_file": str(out),
     })
+    if recorded_spec is not None:
+        stats["spec"] = recorded_spec
     dense = dense_layer_names(opts.get("dense_layers", ""), list(params)) if method != "dense" else []
     if dense:
         stats["dense_layers"] = dense

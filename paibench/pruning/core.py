@@ -59,12 +59,18 @@ class MethodSpec:
     budget: Callable[[PruneContext], dict[str, int]] | None = None
     # Methods whose need for data depends on their options (mica/rpi: on the budget method).
     needs_data: Callable[[Mapping[str, Any]], bool] | None = None
+    # Checks across options (raises PaibenchError); run wherever options are parsed, so the config check
+    # and `paibench mask` refuse the same things.
+    validate: Callable[[Mapping[str, Any], str], None] | None = None
 
     def uses_data(self, options: Mapping[str, Any]) -> bool:
         return self.needs_data(options) if self.needs_data is not None else not self.data_free
 
     def parse_options(self, raw: Mapping[str, Any], field_name: str = "method") -> dict[str, Any]:
-        return parse_options(self.all_options, raw, field_name)
+        values = parse_options(self.all_options, raw, field_name)
+        if self.validate is not None:
+            self.validate(values, field_name)
+        return values
 
     @property
     def all_options(self) -> dict[str, Option]:

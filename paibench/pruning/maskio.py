@@ -5,7 +5,9 @@ File layout (``<name>.safetensors``):
 * tensors: key = parameter name (``features.0.weight``), dtype ``bool``, shape = the weight's shape;
   ``True`` = kept. Only prunable parameters appear.
 * ``__metadata__`` (all strings): ``format`` (``paibench-mask/1``), ``dataset``, ``arch``, ``arch_options``
-  (JSON), ``width``, ``method``, ``options`` (JSON), ``compression``, ``seed``.
+  (JSON), ``width``, ``method``, ``options`` (JSON), ``compression``, ``seed``, and ``content_sha256``: the
+  sha256 of the tensors (names, shapes and bits, in name order), so a mask is verifiable on its own and
+  checked whenever it is read (masks written before it existed are checked against their ``.json``).
 
 Statistics go to ``<name>.json`` beside it (see :func:`paibench.pruning.stats.mask_statistics`), including
 the mask file's sha256. Writing is deterministic (no timestamps, sorted keys), so the same inputs give
@@ -14,6 +16,7 @@ byte-identical files.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import struct
 from pathlib import Path
@@ -30,9 +33,19 @@ def stats_path(mask_path: str | Path) -> Path:
     return Path(mask_path).with_suffix(".json")
 
 
+def content_sha256(tensors: dict[str, torch.Tensor]) -> str:
+    """sha256 over every tensor's name, shape and bits, in name order (independent of the file's header)."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().to("cpu", torch.bool).contiguous()
+        h.update(json.dumps([name, list(t.shape)]).encode())
+        h.update(t.numpy().tobytes())
+    return h.hexdigest()
+
+
 def save_mask(masks: dict[str, torch.Tensor], path: str | Path, metadata: dict) -> None:
     tensors = {name: m.detach().to("cpu", torch.bool).contiguous() for name, m in sorted(masks.items())}
-    meta = {"format": FORMAT}
+    meta = {"format": FORMAT, "content_sha256": content_sha256(tensors)}
     for key, value in metadata.items():
         meta[key] = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
     with atomic_path(path) as tmp:
@@ -59,9 +72,20 @@ def serialize_bool_safetensors(tensors: dict[str, torch.Tensor], metadata: dict[
 
 
 def load_mask(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
-        masks = {key: f.get_tensor(key) for key in f.keys()}
+    """The masks and metadata of a mask file; a mask whose tensors do not match its ``content_sha256`` is
+    refused (one flipped byte), whatever its ``.json`` says."""
+    from paibench.errors import PaibenchError
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            masks = {key: f.get_tensor(key) for key in f.keys()}
+    except Exception as exc:  # safetensors raises its own error types for a damaged file
+        raise PaibenchError(f"mask {str(path)!r}: not a readable safetensors file ({exc})") from None
     if meta.get("format") != FORMAT:
-        raise ValueError(f"{path}: not a paibench mask (format {meta.get('format')!r}, expected {FORMAT!r})")
+        raise PaibenchError(f"mask {str(path)!r}: not a paibench mask (format {meta.get('format')!r}, expected {FORMAT!r})")
+    recorded = meta.get("content_sha256")
+    if recorded and recorded != content_sha256(masks):
+        raise PaibenchError(f"mask {str(path)!r}: its tensors do not match the content_sha256 in its header; the file "
+                            f"is corrupt or was edited (delete it and rerun to recompute it)")
     return masks, meta

@@ -6,10 +6,13 @@ import re
 import shlex
 import sys
 
-from paibench.config import Grid, SCHEMA_PATH
+from paibench.config import Grid, SCHEMA_PATH, load_config_file, mask_path
 from paibench.errors import PaibenchError
 
 try:
+    # Snakemake's YAML reader keeps the last of two equal keys silently: read each config file strictly first.
+    for _configfile in workflow.configfiles:
+        load_config_file(_configfile)
     # Validates against workflow/schemas/config.schema.yaml plus semantic checks, before any job.
     GRID = Grid(config, schema_path=workflow.source_path("../schemas/config.schema.yaml"))
 except PaibenchError as exc:
@@ -18,6 +21,19 @@ except PaibenchError as exc:
 
 RUNS = GRID.runs
 RES = GRID.resources
+RUN_BY_KEY = {run.key: run for run in RUNS}
+RUN_BY_MASK = {run.mask: run for run in RUNS}  # any run of a mask: they share its spec
+
+# Cached results whose recorded spec no longer matches the config (a changed recipe, option or dataset):
+# they are recomputed, never read as results (their jobs get a marker input produced by the `stale_*`
+# rules below, which makes Snakemake rerun them even where its own metadata is missing, as in a clone).
+STALE_RUNS, STALE_MASKS = GRID.stale()
+STALE_DATA = GRID.stale_data()
+if STALE_RUNS or STALE_MASKS or STALE_DATA:
+    _shown = list(STALE_DATA.items())[:3] + list(STALE_MASKS.items())[:5] + list(STALE_RUNS.items())[:5]
+    sys.stderr.write(f"paibench: {len(STALE_DATA)} prepared dataset(s), {len(STALE_MASKS)} cached mask(s) and "
+                     f"{len(STALE_RUNS)} cached run(s) no longer match the config and will be recomputed "
+                     f"(what changed):\n" + "".join(f"  {key}: {why}\n" for key, why in _shown))
 
 # Local runs: a training job on CUDA holds one `gpu` and at most <visible GPUs> run at once (unless
 # --resources gpu=N is given); `paibench train` then picks which GPU (paibench/gpu_slots.py). Under an
@@ -75,7 +91,7 @@ def cached_result(run, path):
     rule's output pattern matches, so Snakemake reads it as source data instead of scheduling the mask and
     the training again. Every other result keeps its relative path and so its producing rule.
     """
-    if not Path(run.mask).exists() and Path(path).exists():
+    if not Path(run.mask).exists() and Path(path).exists() and run.key not in STALE_RUNS:
         return str(Path(path).resolve())
     return path
 
@@ -89,7 +105,36 @@ def all_evals():
 
 
 def run_done(run):
-    return all(Path(run.run_dir, f).exists() for f in ("metrics.json", "epochs.csv", "model.safetensors"))
+    return run.key not in STALE_RUNS and all(
+        Path(run.run_dir, f).exists() for f in ("metrics.json", "epochs.csv", "model.safetensors"))
+
+
+def stale_data_marker(wildcards):
+    return [f"logs/stale/data/{wildcards.dataset}.txt"] if wildcards.dataset in STALE_DATA else []
+
+
+def stale_run_marker(wildcards):
+    key = "/".join([wildcards.experiment, wildcards.dataset, wildcards.arch, wildcards.method,
+                    f"c{wildcards.compression}", f"s{wildcards.seed}"])
+    return [f"logs/stale/runs/{key}.txt"] if key in STALE_RUNS else []
+
+
+def stale_mask_marker(wildcards):
+    mask = f"results/masks/{wildcards.dataset}/{wildcards.arch}/{wildcards.method}/c{wildcards.compression}/s{wildcards.seed}.safetensors"
+    return [f"logs/stale/masks/{wildcards.dataset}/{wildcards.arch}/{wildcards.method}/c{wildcards.compression}/s{wildcards.seed}.txt"] \
+        if mask in STALE_MASKS else []
+
+
+def run_spec(wildcards):
+    key = "/".join([wildcards.experiment, wildcards.dataset, wildcards.arch, wildcards.method,
+                    f"c{wildcards.compression}", f"s{wildcards.seed}"])
+    return json.dumps(GRID.run_spec(RUN_BY_KEY[key]), sort_keys=True)
+
+
+def mask_spec(wildcards):
+    run = RUN_BY_MASK[mask_path(wildcards.dataset, wildcards.arch, wildcards.method, wildcards.compression,
+                                int(wildcards.seed))]
+    return json.dumps(GRID.mask_spec(run), sort_keys=True)
 
 
 def pack_member(run):
@@ -97,5 +142,5 @@ def pack_member(run):
     return json.dumps({
         "data": run.data, "mask": run.mask, "out_dir": run.run_dir, "seed": run.seed, "run_key": run.key,
         "checkpoint": f"results/checkpoints/{run.key}.pt", "dataset": GRID.datasets[run.dataset].type,
-        "arch": a.name, "width": a.width, "arch_options": a.options,
+        "arch": a.name, "width": a.width, "arch_options": a.options, "spec": GRID.run_spec(run),
     }, sort_keys=True)

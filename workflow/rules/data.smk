@@ -1,4 +1,6 @@
 rule prepare_data:
+    input:
+        stale=stale_data_marker,  # present only when the prepared file's recorded options differ from the config
     output:
         "resources/data/{dataset}.pt",
     log:
@@ -10,3 +12,17 @@ rule prepare_data:
         "../../envs/environment.yaml"
     shell:
         "paibench prepare-data {params.args} --raw-dir resources/raw --out {output} > {log} 2>&1"
+
+
+rule stale_data:
+    output:
+        temp("logs/stale/data/{dataset}.txt"),
+    log:
+        "logs/stale_data/{dataset}.log",
+    params:
+        why=lambda wildcards: STALE_DATA.get(wildcards.dataset, ""),
+    localrule: True
+    conda:
+        "../../envs/environment.yaml"
+    shell:
+        "printf 'prepared again: %s\\n' {params.why:q} > {output} 2> {log}"

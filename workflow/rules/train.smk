@@ -9,6 +9,7 @@ rule train:
     input:
         data="resources/data/{dataset}.pt",
         mask="results/masks/{dataset}/{arch}/{method}/c{compression}/s{seed}.safetensors",
+        stale=stale_run_marker,  # present only when the cached run no longer matches the config
     output:
         metrics="results/runs/{experiment}/{dataset}/{arch}/{method}/c{compression}/s{seed}/metrics.json",
         epochs="results/runs/{experiment}/{dataset}/{arch}/{method}/c{compression}/s{seed}/epochs.csv",
@@ -22,6 +23,7 @@ rule train:
         # Outside the job's outputs, so Snakemake does not delete it when a killed job is cleaned up.
         checkpoint="results/checkpoints/{experiment}/{dataset}/{arch}/{method}/c{compression}/s{seed}.pt",
         run_key="{experiment}/{dataset}/{arch}/{method}/c{compression}/s{seed}",
+        spec=run_spec,
     threads: RES["train_threads"]
     resources:
         mem_mb=RES["train_mem_mb"],
@@ -33,7 +35,7 @@ rule train:
         "OMP_NUM_THREADS={threads} paibench train --data {input.data} --mask {input.mask}"
         " --dataset {params.dataset} {params.arch} --seed {wildcards.seed} --threads {threads}"
         " --train-config {params.train:q} --checkpoint {params.checkpoint} --run-key {params.run_key}"
-        " --out-dir $(dirname {output.metrics}) > {log} 2>&1"
+        " --spec {params.spec:q} --force --out-dir $(dirname {output.metrics}) > {log} 2>&1"
 
 
 

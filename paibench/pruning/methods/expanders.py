@@ -75,6 +75,10 @@ def layer_degrees(ctx: PruneContext) -> dict[str, int]:
     orientation = ctx.options.get("orientation", "larger")
     fixed = int(ctx.options.get("degree", 0))
     if fixed > 0:
+        widest = max(_sides(s, orientation)[1] for s in shapes.values())
+        if fixed >= widest:  # every layer would be dense: a mislabelled dense run
+            raise PaibenchError(f"--opt degree: {fixed} is not allowed for this architecture: it makes every layer "
+                                f"dense; expected a degree below {widest} (the widest layer's picked side)")
         return {n: min(fixed, _sides(s, orientation)[1]) for n, s in shapes.items()}
     target = ctx.target_kept
     step = {n: _taps(s) * _sides(s, orientation)[0] for n, s in shapes.items()}
@@ -223,10 +227,14 @@ def _draw(kind: str, n_l: int, n_s: int, d: int, options, gen: torch.Generator) 
     return best
 
 
+def validate(options, field: str) -> None:
+    if int(options.get("degree", 0)) > 0 and options.get("compression_mode") == "effective":
+        raise PaibenchError(f"{field}.degree: {options['degree']!r} is not allowed with compression_mode=effective "
+                            f"(a fixed degree fixes the compression); expected degree 0, which solves degrees "
+                            f"from the target")
+
+
 def _graph_masks(ctx: PruneContext, kind: str):
-    if int(ctx.options.get("degree", 0)) > 0 and ctx.options.get("compression_mode") == "effective":
-        raise PaibenchError("--opt degree: a fixed degree fixes the compression; it cannot be combined with "
-                            "compression_mode=effective (use degree=0 to solve degrees from the target)")
     orientation = ctx.options.get("orientation", "larger")
     reuse = bool(ctx.options.get("graph_reuse", False))
     shown = json.dumps({k: v for k, v in sorted(ctx.options.items())
@@ -266,14 +274,14 @@ _ORIENTATION = Option(str, "larger", choices=("larger", "input"), omit_default=T
                       help="which channels pick d neighbours: larger side (paibench) or every input (the reference)")
 _REUSE = Option(bool, False, omit_default=True,
                 help="one graph per (n_in, n_out, d) for every layer, run and seed (the reference's graph cache)")
-XNET = MethodSpec("xnet", xnet, data_free=True, options={"degree": _DEGREE, "orientation": _ORIENTATION,
-                                                         "graph_reuse": _REUSE},
+XNET = MethodSpec("xnet", xnet, data_free=True, validate=validate,
+                  options={"degree": _DEGREE, "orientation": _ORIENTATION, "graph_reuse": _REUSE},
                   description="X-Net channel graph (picking side d-regular), repeated over the kernel")
-RANDOM_GRAPH = MethodSpec("random_graph", random_graph, data_free=True,
+RANDOM_GRAPH = MethodSpec("random_graph", random_graph, data_free=True, validate=validate,
                           options={"degree": _DEGREE, "orientation": _ORIENTATION, "graph_reuse": _REUSE},
                           description="random channel graph, each pair an edge with probability d/n (the RReg "
                                       "paper's equal-degree random baseline), repeated over the kernel")
-RREG = MethodSpec("rreg", rreg, data_free=True,
+RREG = MethodSpec("rreg", rreg, data_free=True, validate=validate,
                   options={"degree": _DEGREE,
                            "samples": Option(int, 10, minimum=1, help="graphs drawn per layer; the best expander is kept"),
                            "subsets": Option(int, 100, minimum=1, help="random subsets per side to measure expansion"),

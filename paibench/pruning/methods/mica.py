@@ -119,7 +119,7 @@ def mask_budget(ctx: PruneContext) -> dict[str, int]:
     path = ctx.options["budget_mask"]
     try:
         masks, _ = load_mask(path)
-    except (OSError, ValueError) as exc:
+    except (OSError, PaibenchError) as exc:
         raise PaibenchError(f"--opt budget_mask: {path!r} is not a readable paibench mask ({exc})") from None
     params = ctx.network_params
     if set(masks) != set(params) or any(tuple(masks[n].shape) != tuple(p.shape) for n, p in params.items()):

@@ -1,0 +1,127 @@
+"""How big a grid is before it runs: jobs, training work and rough mask and GPU hours (``check-config``).
+
+The hours are order-of-magnitude estimates from the recipe and the networks' multiply-accumulates (MACs),
+at the sustained rates below; they exist to catch a grid that is far larger than intended before
+Snakemake spends minutes planning it.
+"""
+
+from __future__ import annotations
+
+from paibench.data import DATASETS
+
+GPU_FLOPS = 50e12  # sustained training FLOP/s assumed for one modern GPU (bf16 CNN training)
+CPU_FLOPS = 5e10  # sustained FLOP/s of one mask job on a few CPU cores
+MASK_OVERHEAD_S = 2.0  # process start, model build and statistics of one mask job
+WARN_RUNS = 10_000
+WARN_GPU_HOURS = 1_000.0
+
+
+def forward_macs(arch: str, info, width: float, options: dict) -> int:
+    """Multiply-accumulates of one forward pass of one example (conv and linear layers), on the meta device."""
+    import torch
+    from torch import nn
+
+    from paibench.models import build_model
+    from paibench.models.base import example_input
+
+    with torch.device("meta"):
+        model = build_model(arch, info, width, options).eval()
+    total = 0
+
+    def hook(mod, inp, out):
+        nonlocal total
+        if isinstance(mod, nn.Conv2d):
+            total += out.numel() * (mod.in_channels // mod.groups) * mod.kernel_size[0] * mod.kernel_size[1]
+        elif isinstance(mod, nn.Linear):
+            total += out.numel() * mod.in_features
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    try:
+        with torch.no_grad(), torch.device("meta"):
+            model(*(t.to("meta") for t in example_input(info, batch=1)))
+    except Exception:  # an architecture that cannot run on the meta device: no estimate
+        return 0
+    finally:
+        for h in handles:
+            h.remove()
+    return int(total)
+
+
+def _mask_flops(method: str, options: dict, macs: int) -> float:
+    """Rough FLOPs of computing one mask (forward + backward = 3 forward passes of 2 FLOPs per MAC)."""
+    step = 6.0 * macs
+    if method == "synflow":
+        return options.get("rounds", 100) * step
+    images = options.get("samples_per_class", 10) * 10 if options.get("batching", "per_class") == "per_class" \
+        else options.get("batch_size", 128)
+    batches = max(1, int(options.get("num_batches", 1) or 1))
+    if method in ("snip", "grasp"):
+        return batches * images * step * (3 if method == "grasp" else 1)
+    if method in ("iter_snip", "force"):
+        return options.get("T", 10) * batches * images * step
+    return 0.0
+
+
+def grid_size(grid) -> dict:
+    """Counts and rough costs of a validated Grid."""
+    macs_cache: dict[tuple, int] = {}
+    info_cache: dict[str, object] = {}
+
+    def info_of(label):
+        if label not in info_cache:
+            entry = grid.datasets[label]
+            spec = DATASETS.get(entry.type)
+            info_cache[label] = spec.info(entry.options) if spec.info else None
+        return info_cache[label]
+
+    def macs_of(dataset, arch):
+        key = (dataset, arch)
+        if key not in macs_cache:
+            info = info_of(dataset)
+            a = grid.archs[arch]
+            macs_cache[key] = forward_macs(a.name, info, a.width, a.options) if info and info.kind == "image" else 0
+        return macs_cache[key]
+
+    masks = {(r.dataset, r.arch, r.method, r.compression, r.seed) for r in grid.runs}
+    train_jobs = sum(len(p) and 1 for p in grid.packs(lambda run: False)) + sum(
+        1 for r in grid.runs if grid.pack.get(r.experiment, 1) <= 1)
+    gpu_flops, examples_epochs, unknown = 0.0, 0, set()
+    for r in grid.runs:
+        spec = DATASETS.get(grid.datasets[r.dataset].type)
+        n_train = spec.train_examples(grid.datasets[r.dataset].options) if spec.train_examples else None
+        epochs = grid.train[r.experiment]["epochs"]
+        if n_train is None or not macs_of(r.dataset, r.arch):
+            unknown.add(r.dataset)
+            continue
+        examples_epochs += epochs * n_train
+        gpu_flops += epochs * n_train * 6.0 * macs_of(r.dataset, r.arch)
+    mask_seconds = 0.0
+    for dataset, arch, method, _, _ in masks:
+        entry = grid.methods[method]
+        mask_seconds += MASK_OVERHEAD_S + _mask_flops(entry.name, entry.options, macs_of(dataset, arch)) / CPU_FLOPS
+    return {
+        "runs": len(grid.runs), "experiments": len(grid.config["experiments"]), "masks": len(masks),
+        "jobs": len(grid.datasets) + len(masks) + train_jobs + len(grid.runs) + 3 + len(grid.config["experiments"]),
+        "train_jobs": train_jobs, "example_epochs": examples_epochs, "gpu_hours": gpu_flops / GPU_FLOPS / 3600,
+        "mask_cpu_hours": mask_seconds / 3600, "not_estimated": sorted(unknown),
+    }
+
+
+def describe(size: dict) -> list[str]:
+    """The lines check-config prints, warnings last."""
+    lines = [
+        f"  jobs: about {size['jobs']:,} ({size['masks']:,} masks, {size['train_jobs']:,} training jobs, "
+        f"{size['runs']:,} evaluations, data preparation, tables and figures)",
+        f"  training: {size['example_epochs']:,} example-epochs, roughly {size['gpu_hours']:,.1f} GPU-hours at "
+        f"{GPU_FLOPS / 1e12:.0f} TFLOP/s sustained" + (
+            f" (not estimated: {', '.join(size['not_estimated'])}: size or FLOPs unknown before preparing)"
+            if size["not_estimated"] else ""),
+        f"  masks: roughly {size['mask_cpu_hours']:,.1f} CPU-hours",
+    ]
+    if size["runs"] > WARN_RUNS:
+        lines.append(f"warning: {size['runs']:,} runs is a very large grid (more than {WARN_RUNS:,}): planning alone "
+                     f"takes minutes; split it into several configs unless this is intended")
+    if size["gpu_hours"] > WARN_GPU_HOURS:
+        lines.append(f"warning: about {size['gpu_hours']:,.0f} GPU-hours of training (more than {WARN_GPU_HOURS:,.0f}); "
+                     f"check epochs, seeds and compressions")
+    return lines
