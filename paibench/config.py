@@ -368,12 +368,12 @@ class Grid:
             if run.mask not in masks:
                 stats = Path(run.mask).with_suffix(".json")
                 if stats.exists():
-                    why = _differs(_recorded_mask_spec(stats), self.mask_spec(run))
+                    why = _differs(_recorded_spec(stats, _legacy_mask_spec), self.mask_spec(run))
                     if why:
                         masks[run.mask] = why
             metrics = Path(run.run_dir) / "metrics.json"
             if metrics.exists():
-                why = masks.get(run.mask) or _differs(_recorded_run_spec(metrics), self.run_spec(run))
+                why = masks.get(run.mask) or _differs(_recorded_spec(metrics, _legacy_run_spec), self.run_spec(run))
                 if why:
                     runs[run.key] = why
         return runs, masks
@@ -395,31 +395,27 @@ def _read(path: Path) -> dict:
     return value if isinstance(value, dict) else {"unreadable": True}
 
 
-def _recorded_mask_spec(stats_file: Path) -> dict:
-    st = _read(stats_file)
-    if "unreadable" in st:
+def _recorded_spec(path: Path, legacy) -> dict:
+    """The spec a result file records, or for files made before specs were recorded, `legacy(data)`: the
+    fields they carry (None = not recorded, so not compared)."""
+    data = _read(path)
+    if "unreadable" in data:
         return {"file": "unreadable"}
-    if "spec" in st:
-        return st["spec"]
-    # masks made before the spec was recorded: what their statistics carry
-    return _present({"arch": {"name": st.get("arch"), "width": st.get("width"), "options": st.get("arch_options")},
-                     "method": {"name": st.get("method"), "options": st.get("options")},
-                     "seed": st.get("seed")})
+    return data["spec"] if "spec" in data else _present(legacy(data))
 
 
 def _present(value):
-    """Only the fields a legacy file actually carries (None = not recorded, so not compared)."""
     if isinstance(value, dict):
         return {k: _present(v) for k, v in value.items() if v is not None}
     return value
 
 
-def _recorded_run_spec(metrics_file: Path) -> dict:
-    m = _read(metrics_file)
-    if "unreadable" in m:
-        return {"file": "unreadable"}
-    if "spec" in m:
-        return m["spec"]
+def _legacy_mask_spec(st: dict) -> dict:
+    return {"arch": {"name": st.get("arch"), "width": st.get("width"), "options": st.get("arch_options")},
+            "method": {"name": st.get("method"), "options": st.get("options")}, "seed": st.get("seed")}
+
+
+def _legacy_run_spec(m: dict) -> dict:
     train = {k: v for k, v in (m.get("train") or {}).items() if k not in NOT_RESULT_TRAIN_KEYS}
     arch_options = m.get("arch_options") or {}
     if m.get("arch") in ARCHS:  # recorded as typed on the command line ('true', '0.5'): compare parsed values
@@ -427,9 +423,9 @@ def _recorded_run_spec(metrics_file: Path) -> dict:
             arch_options = ARCHS.get(m["arch"]).parse_options(arch_options, "arch_options")
         except PaibenchError:
             pass
-    return _present({"arch": {"name": m.get("arch"), "width": m.get("width"), "options": arch_options},
-                     "method": {"name": m.get("method"), "options": m.get("method_options")},
-                     "seed": m.get("seed"), "train": train})
+    return {"arch": {"name": m.get("arch"), "width": m.get("width"), "options": arch_options},
+            "method": {"name": m.get("method"), "options": m.get("method_options")},
+            "seed": m.get("seed"), "train": train}
 
 
 def _differs(recorded: dict, wanted: dict, where: str = "") -> str | None:

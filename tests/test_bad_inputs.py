@@ -111,25 +111,17 @@ def _set(argv: list[str], flag: str, value: str | None) -> list[str]:
     return out
 
 
-def _mask(**kw):
-    argv = MASK
-    for flag, value in kw.items():
-        argv = _set(argv, "--" + flag.replace("_", "-"), value)
-    return argv
+def _with(base: list[str]):
+    """argv builder: `base` with flags replaced (keyword names use _ for -)."""
+    def build(**kw):
+        argv = base
+        for flag, value in kw.items():
+            argv = _set(argv, "--" + flag.replace("_", "-"), value)
+        return argv
+    return build
 
 
-def _train(**kw):
-    argv = TRAIN
-    for flag, value in kw.items():
-        argv = _set(argv, "--" + flag.replace("_", "-"), value)
-    return argv
-
-
-def _eval(**kw):
-    argv = EVAL
-    for flag, value in kw.items():
-        argv = _set(argv, "--" + flag.replace("_", "-"), value)
-    return argv
+_mask, _train, _eval = _with(MASK), _with(TRAIN), _with(EVAL)
 
 
 # (argv with {ws} for the workspace, text the one message line must contain)
