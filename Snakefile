@@ -4,7 +4,11 @@ from snakemake.utils import min_version
 min_version("8.20")
 
 
-configfile: "config/config.yaml"
+# The default grid only when no --configfile is given: Snakemake deep-merges `configfile:` with
+# --configfile, which would add the default experiments to a user's own grid.
+if not workflow.config_settings.configfiles:
+
+    configfile: "config/config.yaml"
 
 
 include: "workflow/rules/common.smk"

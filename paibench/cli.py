@@ -15,6 +15,7 @@ from pathlib import Path
 from paibench.errors import PaibenchError
 from paibench.inputs import input_file, output_dir, output_file, read_json_input
 from paibench.options import parse_kv_list
+from paibench.utils import sha256_file
 
 
 def _number_type(cast, noun: str, expected: str, ok):
@@ -34,6 +35,15 @@ def _device(text: str) -> str:
     if re.fullmatch(r"cpu|cuda(:\d+)?|auto", text):
         return text
     raise argparse.ArgumentTypeError(f"{text!r} is not allowed; expected cpu, cuda, cuda:N or auto")
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("paibench")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -188,9 +198,22 @@ def _check_run_files(data: str, mask: str, out_dir: str, checkpoint: str | None,
         output_file(f"{flag_prefix}--checkpoint", checkpoint, inputs=[data, mask])
 
 
+def content_run_key(mask: str, cfg: dict, dataset: str, arch: str, width: float, arch_options: dict, seed: int) -> str:
+    """The run key (which seeds data order, augmentation and dropout) of a run trained without --run-key:
+    what the run is -- mask content, dataset, architecture, seed and recipe -- never where its files go."""
+    import hashlib
+
+    from paibench.pruning.maskio import load_mask
+
+    _, meta = load_mask(mask)
+    what = json.dumps({"mask": meta.get("content_sha256") or sha256_file(mask), "dataset": dataset or meta.get("dataset"),
+                       "arch": arch or meta.get("arch"), "width": width, "arch_options": arch_options, "seed": seed,
+                       "train": cfg}, sort_keys=True)
+    return f"direct/{hashlib.sha256(what.encode()).hexdigest()[:16]}/s{seed}"
+
+
 def _refuse_other_run(out_dir: str, mask: str, force: bool) -> None:
     """A finished run in `out_dir` made with another mask is a result: replacing it needs --force."""
-    from paibench.utils import sha256_file
 
     metrics = Path(out_dir) / "metrics.json"
     if force or not metrics.exists():
@@ -213,7 +236,9 @@ def cmd_train(args) -> int:
     spec = RunSpec(
         data=args.data, mask=args.mask, out_dir=args.out_dir,
         checkpoint=args.checkpoint or str(Path(args.out_dir) / "checkpoint.pt"),
-        run_key=args.run_key or args.out_dir, train=cfg, dataset=args.dataset, arch=args.arch, width=args.width,
+        run_key=args.run_key or content_run_key(args.mask, cfg, args.dataset, args.arch, args.width,
+                                                parse_kv_list(args.arch_opt, "--arch-opt"), args.seed),
+        train=cfg, dataset=args.dataset, arch=args.arch, width=args.width,
         arch_options=parse_kv_list(args.arch_opt, "--arch-opt"), seed=args.seed, threads=args.threads,
         spec=_json_arg("--spec", args.spec, None),
     )
@@ -258,7 +283,10 @@ def cmd_train_pack(args) -> int:
         specs.append(RunSpec(
             data=m["data"], mask=m["mask"], out_dir=m["out_dir"],
             checkpoint=m.get("checkpoint") or str(Path(m["out_dir"]) / "checkpoint.pt"),
-            run_key=m.get("run_key") or m["out_dir"], train=cfg, dataset=m.get("dataset", ""), arch=m.get("arch", ""),
+            run_key=m.get("run_key") or content_run_key(m["mask"], cfg, m.get("dataset", ""), m.get("arch", ""),
+                                                        float(m.get("width", 1.0)), m.get("arch_options") or {},
+                                                        int(m.get("seed", 0))),
+            train=cfg, dataset=m.get("dataset", ""), arch=m.get("arch", ""),
             width=float(m.get("width", 1.0)), arch_options=m.get("arch_options") or {}, seed=int(m.get("seed", 0)),
             threads=args.threads, spec=m.get("spec"),
         ))
@@ -389,6 +417,13 @@ def cmd_list(args) -> int:
     from paibench.models import ARCHS
     from paibench.pruning.methods import METHODS
 
+    from paibench.pruning.core import COMMON_OPTIONS
+
+    print("options every method takes:")
+    for key, opt in COMMON_OPTIONS.items():
+        print(f"  {key}={opt.default!r}  {opt.help}")
+    print("options every architecture takes:\n  width=1.0  width multiplier of every layer (a config's archs[].width, "
+          "--width on the command line)")
     for title, reg in (("datasets", DATASETS), ("archs", ARCHS), ("methods", METHODS)):
         print(f"{title}:")
         for name in reg.names():
@@ -400,15 +435,16 @@ def cmd_list(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="paibench", description=__doc__)
-    p.add_argument("-v", "--verbose", action="store_true")
+    p.add_argument("-v", "--verbose", action="store_true", help="log more, and show the traceback of an unexpected error")
+    p.add_argument("--version", action="version", version=f"paibench {_version()}")
     sub = p.add_subparsers(dest="command", required=True)
 
     m = sub.add_parser("mask", help="compute a pruning mask and its statistics")
-    m.add_argument("--dataset", required=True)
-    m.add_argument("--arch", required=True)
-    m.add_argument("--method", required=True)
+    m.add_argument("--dataset", required=True, help="registered dataset (paibench list); data-free methods need only its shape")
+    m.add_argument("--arch", required=True, help="registered architecture (paibench list)")
+    m.add_argument("--method", required=True, help="registered pruning method (paibench list)")
     m.add_argument("--compression", required=True, type=_compression, help="total prunable / kept, e.g. 100 or 1e3")
-    m.add_argument("--seed", required=True, type=_nonneg_int)
+    m.add_argument("--seed", required=True, type=_nonneg_int, help="run seed: initial weights and the mask's randomness derive from it")
     m.add_argument("--out", required=True, help="mask file (.safetensors); statistics go to the same name with .json")
     m.add_argument("--opt", action="append", metavar="KEY=VALUE", help="method option (repeatable)")
     m.add_argument("--width", type=_positive_float, default=1.0, help="architecture width multiplier")
@@ -420,31 +456,31 @@ def build_parser() -> argparse.ArgumentParser:
     m.set_defaults(func=cmd_mask)
 
     i = sub.add_parser("inspect", help="print a mask's (effective) compression and per-layer statistics")
-    i.add_argument("path")
-    i.add_argument("--json", action="store_true")
+    i.add_argument("path", help="a mask (.safetensors) or its statistics JSON")
+    i.add_argument("--json", action="store_true", help="print the statistics as JSON")
     i.add_argument("--recompute", action="store_true", help="recompute from the mask file instead of reading its .json")
     i.set_defaults(func=cmd_inspect)
 
     d = sub.add_parser("prepare-data", help="turn a dataset into one cached tensor file")
-    d.add_argument("--dataset", required=True)
-    d.add_argument("--opt", action="append", metavar="KEY=VALUE")
-    d.add_argument("--out", required=True)
-    d.add_argument("--raw-dir", default="resources/raw")
+    d.add_argument("--dataset", required=True, help="registered dataset (paibench list)")
+    d.add_argument("--opt", action="append", metavar="KEY=VALUE", help="dataset option (repeatable)")
+    d.add_argument("--out", required=True, help="prepared file to write (.pt); its options go beside it as .json")
+    d.add_argument("--raw-dir", default="resources/raw", help="where downloads and raw files are kept")
     d.set_defaults(func=cmd_prepare)
 
     t = sub.add_parser("train", help="train one masked run (resumes from its checkpoint)")
-    t.add_argument("--data", required=True)
-    t.add_argument("--mask", required=True)
-    t.add_argument("--out-dir", required=True)
-    t.add_argument("--checkpoint")
-    t.add_argument("--run-key")
+    t.add_argument("--data", required=True, help="prepared dataset file (paibench prepare-data)")
+    t.add_argument("--mask", required=True, help="mask file (paibench mask)")
+    t.add_argument("--out-dir", required=True, help="folder for metrics.json, epochs.csv and model.safetensors")
+    t.add_argument("--checkpoint", help="checkpoint file (default: OUT_DIR/checkpoint.pt); a rerun resumes from it")
+    t.add_argument("--run-key", help="seeds data order, augmentation and dropout (default: from the mask, data, arch, seed and recipe)")
     t.add_argument("--train-config", help="JSON object of training options")
-    t.add_argument("--dataset", default="")
-    t.add_argument("--arch", default="")
-    t.add_argument("--width", type=_positive_float, default=1.0)
-    t.add_argument("--arch-opt", action="append", metavar="KEY=VALUE")
-    t.add_argument("--seed", type=_nonneg_int, default=0)
-    t.add_argument("--threads", type=_nonneg_int, default=0)
+    t.add_argument("--dataset", default="", help="dataset name recorded in the metrics (default: the mask's)")
+    t.add_argument("--arch", default="", help="architecture (default: the mask's)")
+    t.add_argument("--width", type=_positive_float, default=1.0, help="architecture width multiplier (the mask's)")
+    t.add_argument("--arch-opt", action="append", metavar="KEY=VALUE", help="architecture option (repeatable)")
+    t.add_argument("--seed", type=_nonneg_int, default=0, help="run seed (initial weights)")
+    t.add_argument("--threads", type=_nonneg_int, default=0, help="CPU threads (0: all cores)")
     t.add_argument("--force", action="store_true", help="replace a finished run in --out-dir made with another mask")
     t.add_argument("--spec", help="what the workflow made this result from (JSON; recorded so a changed config is detected)")
     t.set_defaults(func=cmd_train)
@@ -462,47 +498,47 @@ def build_parser() -> argparse.ArgumentParser:
     tp.set_defaults(func=cmd_train_pack)
 
     e = sub.add_parser("evaluate", help="re-measure a trained run's test accuracy from its saved weights")
-    e.add_argument("--data", required=True)
-    e.add_argument("--mask", required=True)
-    e.add_argument("--model", required=True)
-    e.add_argument("--metrics", required=True)
-    e.add_argument("--out", required=True)
+    e.add_argument("--data", required=True, help="prepared dataset file")
+    e.add_argument("--mask", required=True, help="the run's mask file")
+    e.add_argument("--model", required=True, help="the run's model.safetensors")
+    e.add_argument("--metrics", required=True, help="the run's metrics.json")
+    e.add_argument("--out", required=True, help="eval.json to write")
     e.add_argument("--device", default="cpu", type=_device, help="cpu, cuda, cuda:N or auto")
     e.set_defaults(func=cmd_evaluate)
 
     a = sub.add_parser("aggregate", help="collect metrics files into tables")
-    a.add_argument("metrics", nargs="*")
+    a.add_argument("metrics", nargs="*", help="metrics.json files")
     a.add_argument("--metrics-list", help="file with one metrics.json path per line")
-    a.add_argument("--out-dir", required=True)
+    a.add_argument("--out-dir", required=True, help="folder for runs.csv and summary.{csv,md}")
     a.set_defaults(func=cmd_aggregate)
 
     pl = sub.add_parser("plot", help="accuracy vs compression figure (PNG and PDF)")
-    pl.add_argument("--runs", required=True)
-    pl.add_argument("--out", required=True)
-    pl.add_argument("--x", default="compression", choices=("compression", "nominal_compression", "effective_compression"))
+    pl.add_argument("--runs", required=True, help="runs.csv (paibench aggregate)")
+    pl.add_argument("--out", required=True, help="figure to write (.png; a .pdf beside it)")
+    pl.add_argument("--x", default="compression", choices=("compression", "nominal_compression", "effective_compression"), help="x axis")
     pl.set_defaults(func=cmd_plot)
 
     fg = sub.add_parser("figures", help="the papers' figures of one experiment from cached metrics (PNG and PDF)")
-    fg.add_argument("metrics", nargs="*")
+    fg.add_argument("metrics", nargs="*", help="metrics.json files")
     fg.add_argument("--metrics-list", help="file with one metrics.json path per line")
     fg.add_argument("--experiment", help="only runs of this experiment")
     fg.add_argument("--masks-root", default="results/masks", help="where the mask statistics JSON files are")
     fg.add_argument("--profile-compression", type=_compression, help="compression of the per-layer density profile")
     fg.add_argument("--effective-definition", **EFFECTIVE_DEFINITION_ARG)
-    fg.add_argument("--out-dir", required=True)
+    fg.add_argument("--out-dir", required=True, help="folder for the figures (PNG and PDF)")
     fg.set_defaults(func=cmd_figures)
 
     tb = sub.add_parser("tables", help="the papers' main tables (CSV, Markdown, LaTeX) from cached metrics")
-    tb.add_argument("metrics", nargs="*")
+    tb.add_argument("metrics", nargs="*", help="metrics.json files")
     tb.add_argument("--metrics-list", help="file with one metrics.json path per line")
     tb.add_argument("--paper", action="append", metavar="PAPER=EXP1,EXP2", help="experiments of a paper's table")
     tb.add_argument("--effective-definition", **EFFECTIVE_DEFINITION_ARG)
-    tb.add_argument("--out-dir", required=True)
+    tb.add_argument("--out-dir", required=True, help="folder for <paper>.{csv,json,md,tex}")
     tb.set_defaults(func=cmd_tables)
 
     c = sub.add_parser("check-config", help="validate a workflow config without running anything")
-    c.add_argument("config")
-    c.add_argument("--base-dir", default=".")
+    c.add_argument("config", help="workflow config (YAML)")
+    c.add_argument("--base-dir", default=".", help="folder relative dataset paths are resolved against")
     c.set_defaults(func=cmd_check_config)
 
     ls = sub.add_parser("list", help="list registered datasets, architectures and methods")

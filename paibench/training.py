@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import copy
 import math
+import shlex
 
 import platform
 import socket
@@ -215,6 +216,12 @@ def _mask_stats(mask_file, masks, model, info) -> dict:
 
     return mask_statistics(copy.deepcopy(model).cpu(), {n: m.detach().cpu().bool() for n, m in masks.items()},
                            info, graphs=False)
+
+
+def command_line() -> str:
+    """The command as a user types it: `paibench ...` (no absolute path of the installed script)."""
+    name = Path(sys.argv[0]).name
+    return shlex.join(["paibench" if name in ("paibench", "__main__.py") else name, *sys.argv[1:]])
 
 
 def _has_content_hash(mask_file) -> bool:
@@ -501,7 +508,7 @@ class _Member:
             "mask_sha256": sha256_file(spec.mask), "train": cfg, "device": _device_name(self.device),
             "wall_time_s": self.prior_seconds + (time.perf_counter() - started),
             "torch": torch.__version__, "python": platform.python_version(), "host": socket.gethostname(),
-            "command": " ".join(sys.argv),
+            "command": command_line(),
         })
         if spec.spec is not None:
             metrics["spec"] = spec.spec

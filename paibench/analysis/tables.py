@@ -13,6 +13,7 @@ the metrics files it was built from.
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -208,10 +209,12 @@ def write_paper_table(paper: str, runs: pd.DataFrame, out_dir: str | Path, exper
         tidy, wide = BUILDERS[paper](sel)
         tidy.insert(0, "experiments", ",".join(sorted(sel["experiment"].unique())))
     note = budget(sel) + f"; experiments: {', '.join(experiments) or 'none'}"
-    paths = {ext: out_dir / f"{paper}.{ext}" for ext in ("csv", "md", "tex")}
-    with atomic_path(paths["csv"]) as tmp:
-        # The budget is also in the rows (epochs, seeds, device columns); the comment line states it once.
-        Path(tmp).write_text(f"# {note}\n" + tidy.to_csv(index=False))
+    paths = {ext: out_dir / f"{paper}.{ext}" for ext in ("csv", "json", "md", "tex")}
+    with atomic_path(paths["csv"]) as tmp:  # plain CSV (pandas.read_csv reads it as is)
+        Path(tmp).write_text(tidy.to_csv(index=False))
+    with atomic_path(paths["json"]) as tmp:  # what the CSV's rows do not say: the title and the budget line
+        Path(tmp).write_text(json.dumps({"paper": paper, "title": PAPERS[paper], "budget": note,
+                                         "experiments": experiments, "table": paths["csv"].name}, indent=2) + "\n")
     with atomic_path(paths["md"]) as tmp:
         Path(tmp).write_text(to_markdown(wide, PAPERS[paper], note))
     with atomic_path(paths["tex"]) as tmp:

@@ -51,6 +51,7 @@ rule paper_table:
         ),
         md="results/tables/{paper}.md",
         tex="results/tables/{paper}.tex",
+        budget="results/tables/{paper}.json",
     log:
         "logs/tables/{paper}.log",
     wildcard_constraints:
