@@ -344,3 +344,14 @@ def test_committed_masks_stay_byte_identical(tmp_path):
         masks, meta = load_mask(out)
         legacy = serialize_bool_safetensors(masks, {k: v for k, v in meta.items() if k != "content_sha256"})
         assert hashlib.sha256(legacy).hexdigest() == stats["sha256"], rel
+
+
+def test_test_set_selection_is_named_on_the_accuracy_axis():
+    import pandas as pd
+
+    from paibench.analysis.figures import accuracy_label
+    from paibench.analysis.results import REPORT_LABELS
+
+    assert "chosen on the test set" in accuracy_label(pd.DataFrame({"report": ["max_test"]}))
+    assert accuracy_label(pd.DataFrame({"report": ["final", "best-val"]})) == "test accuracy (%)"
+    assert "test-set selection" in REPORT_LABELS["max_test"]
