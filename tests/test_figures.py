@@ -161,7 +161,7 @@ def test_loaded_runs_mark_diverged_and_collapsed(clone):
 def test_tables_show_diverged_budget_and_force_columns(clone, tmp_path):
     runs = _runs(clone)
     written = tables.write_all(runs, tmp_path / "t", {"mica": ["mini"], "force": ["mini"], "rreg": ["mini", "side"]})
-    assert len(written) == 9
+    assert len(written) == 12  # csv, json, md and tex for each of the three papers
     force = (tmp_path / "t/force.md").read_text()
     header = next(line for line in force.splitlines() if line.startswith("| dataset"))
     assert [c.strip() for c in header.strip("|").split("|")][4:] == ["90%", "95%", "98%", "99%", "99.5%", "99.9%"]

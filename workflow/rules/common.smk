@@ -29,6 +29,15 @@ RUN_BY_MASK = {run.mask: run for run in RUNS}  # any run of a mask: they share i
 # rules below, which makes Snakemake rerun them even where its own metadata is missing, as in a clone).
 STALE_RUNS, STALE_MASKS = GRID.stale()
 STALE_DATA = GRID.stale_data()
+
+
+def _token(result_file, why):
+    """Names this invalidation uniquely (the stale file's bytes and the reason), so its marker never exists
+    before it is needed: a marker is a plain, new input whose job Snakemake must run first, then the
+    result's job, whatever the files' times (a temp() marker would be skipped when missing)."""
+    path = Path(result_file)
+    data = path.read_bytes() if path.is_file() else b""
+    return hashlib.sha256(data + why.encode()).hexdigest()[:12]
 if STALE_RUNS or STALE_MASKS or STALE_DATA:
     _shown = list(STALE_DATA.items())[:3] + list(STALE_MASKS.items())[:5] + list(STALE_RUNS.items())[:5]
     sys.stderr.write(f"paibench: {len(STALE_DATA)} prepared dataset(s), {len(STALE_MASKS)} cached mask(s) and "
@@ -110,19 +119,26 @@ def run_done(run):
 
 
 def stale_data_marker(wildcards):
-    return [f"logs/stale/data/{wildcards.dataset}.txt"] if wildcards.dataset in STALE_DATA else []
+    label = wildcards.dataset
+    if label not in STALE_DATA:
+        return []
+    return [f"logs/stale/data/{label}.{_token(f'resources/data/{label}.json', STALE_DATA[label])}.txt"]
 
 
 def stale_run_marker(wildcards):
     key = "/".join([wildcards.experiment, wildcards.dataset, wildcards.arch, wildcards.method,
                     f"c{wildcards.compression}", f"s{wildcards.seed}"])
-    return [f"logs/stale/runs/{key}.txt"] if key in STALE_RUNS else []
+    if key not in STALE_RUNS:
+        return []
+    return [f"logs/stale/runs/{key}.{_token(f'results/runs/{key}/metrics.json', STALE_RUNS[key])}.txt"]
 
 
 def stale_mask_marker(wildcards):
-    mask = f"results/masks/{wildcards.dataset}/{wildcards.arch}/{wildcards.method}/c{wildcards.compression}/s{wildcards.seed}.safetensors"
-    return [f"logs/stale/masks/{wildcards.dataset}/{wildcards.arch}/{wildcards.method}/c{wildcards.compression}/s{wildcards.seed}.txt"] \
-        if mask in STALE_MASKS else []
+    mask = mask_path(wildcards.dataset, wildcards.arch, wildcards.method, wildcards.compression, int(wildcards.seed))
+    if mask not in STALE_MASKS:
+        return []
+    stem = mask[: -len(".safetensors")]
+    return [f"logs/stale/masks/{stem[len('results/masks/'):]}.{_token(stem + '.json', STALE_MASKS[mask])}.txt"]
 
 
 def run_spec(wildcards):

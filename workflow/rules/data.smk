@@ -16,9 +16,9 @@ rule prepare_data:
 
 rule stale_data:
     output:
-        temp("logs/stale/data/{dataset}.txt"),
+        "logs/stale/data/{dataset}.{token}.txt",
     log:
-        "logs/stale_data/{dataset}.log",
+        "logs/stale_data/{dataset}.{token}.log",
     params:
         why=lambda wildcards: STALE_DATA.get(wildcards.dataset, ""),
     localrule: True

@@ -24,12 +24,13 @@ rule mask:
         " --spec {params.spec:q} --force --out {output.mask} > {log} 2>&1"
 
 
-# A marker that a cached result no longer matches the config: the job that consumes it is rerun.
+# A marker that a cached result no longer matches the config: the job that consumes it is rerun. The
+# markers stay in logs/stale/ as a record of what was recomputed and why.
 rule stale_mask:
     output:
-        temp("logs/stale/masks/{dataset}/{arch}/{method}/c{compression}/s{seed}.txt"),
+        "logs/stale/masks/{dataset}/{arch}/{method}/c{compression}/s{seed}.{token}.txt",
     log:
-        "logs/stale_mask/{dataset}/{arch}/{method}/c{compression}/s{seed}.log",
+        "logs/stale_mask/{dataset}/{arch}/{method}/c{compression}/s{seed}.{token}.log",
     params:
         why=lambda wildcards: STALE_MASKS.get(
             mask_path(wildcards.dataset, wildcards.arch, wildcards.method, wildcards.compression, int(wildcards.seed)), ""),
@@ -42,9 +43,9 @@ rule stale_mask:
 
 rule stale_run:
     output:
-        temp("logs/stale/runs/{experiment}/{dataset}/{arch}/{method}/c{compression}/s{seed}.txt"),
+        "logs/stale/runs/{experiment}/{dataset}/{arch}/{method}/c{compression}/s{seed}.{token}.txt",
     log:
-        "logs/stale_run/{experiment}/{dataset}/{arch}/{method}/c{compression}/s{seed}.log",
+        "logs/stale_run/{experiment}/{dataset}/{arch}/{method}/c{compression}/s{seed}.{token}.log",
     params:
         why=lambda wildcards: STALE_RUNS.get("/".join([wildcards.experiment, wildcards.dataset, wildcards.arch,
                                                        wildcards.method, f"c{wildcards.compression}", f"s{wildcards.seed}"]), ""),
