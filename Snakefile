@@ -21,7 +21,6 @@ wildcard_constraints:
     method=r"[^/]+",
     compression=r"[0-9.e+-]+",
     seed=r"\d+",
-    token=r"[0-9a-f]{12}",
 
 
 include: "workflow/rules/data.smk"

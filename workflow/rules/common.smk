@@ -24,20 +24,31 @@ RES = GRID.resources
 RUN_BY_KEY = {run.key: run for run in RUNS}
 RUN_BY_MASK = {run.mask: run for run in RUNS}  # any run of a mask: they share its spec
 
-# Cached results whose recorded spec no longer matches the config (a changed recipe, option or dataset):
-# they are recomputed, never read as results (their jobs get a marker input produced by the `stale_*`
-# rules below, which makes Snakemake rerun them even where its own metadata is missing, as in a clone).
+# Cached results whose recorded spec no longer matches the config (a changed recipe, option or dataset) are
+# recomputed, never read as results: their files go into Snakemake's --forcerun set, which works without
+# Snakemake's metadata (as in a fresh clone). Only in the main process: a cluster job parses this file too
+# and must build just its own target.
 STALE_RUNS, STALE_MASKS = GRID.stale()
 STALE_DATA = GRID.stale_data()
+_forced = ([f"{RUN_BY_KEY[key].run_dir}/metrics.json" for key in STALE_RUNS] + list(STALE_MASKS)
+           + [f"resources/data/{label}.pt" for label in STALE_DATA])
+if _forced and workflow.is_main_process:
+    # Snakemake sets the workflow's DAG settings only after this file is parsed: add the stale files to
+    # --forcerun when it does (the one place paibench reaches into Snakemake's objects).
+    class _ForceStale(type(workflow)):
+        @property
+        def dag_settings(self):
+            return self.__dict__.get("_paibench_dag_settings")
 
+        @dag_settings.setter
+        def dag_settings(self, value):
+            if value is not None:
+                value.forcerun = frozenset(value.forcerun or ()) | set(_forced)
+            self.__dict__["_paibench_dag_settings"] = value
 
-def _token(result_file, why):
-    """Names this invalidation uniquely (the stale file's bytes and the reason), so its marker never exists
-    before it is needed: a marker is a plain, new input whose job Snakemake must run first, then the
-    result's job, whatever the files' times (a temp() marker would be skipped when missing)."""
-    path = Path(result_file)
-    data = path.read_bytes() if path.is_file() else b""
-    return hashlib.sha256(data + why.encode()).hexdigest()[:12]
+    _settings = workflow.__dict__.get("dag_settings")
+    workflow.__class__ = _ForceStale
+    workflow.dag_settings = _settings
 if STALE_RUNS or STALE_MASKS or STALE_DATA:
     _shown = list(STALE_DATA.items())[:3] + list(STALE_MASKS.items())[:5] + list(STALE_RUNS.items())[:5]
     sys.stderr.write(f"paibench: {len(STALE_DATA)} prepared dataset(s), {len(STALE_MASKS)} cached mask(s) and "
@@ -116,29 +127,6 @@ def all_evals():
 def run_done(run):
     return run.key not in STALE_RUNS and all(
         Path(run.run_dir, f).exists() for f in ("metrics.json", "epochs.csv", "model.safetensors"))
-
-
-def stale_data_marker(wildcards):
-    label = wildcards.dataset
-    if label not in STALE_DATA:
-        return []
-    return [f"logs/stale/data/{label}.{_token(f'resources/data/{label}.json', STALE_DATA[label])}.txt"]
-
-
-def stale_run_marker(wildcards):
-    key = "/".join([wildcards.experiment, wildcards.dataset, wildcards.arch, wildcards.method,
-                    f"c{wildcards.compression}", f"s{wildcards.seed}"])
-    if key not in STALE_RUNS:
-        return []
-    return [f"logs/stale/runs/{key}.{_token(f'results/runs/{key}/metrics.json', STALE_RUNS[key])}.txt"]
-
-
-def stale_mask_marker(wildcards):
-    mask = mask_path(wildcards.dataset, wildcards.arch, wildcards.method, wildcards.compression, int(wildcards.seed))
-    if mask not in STALE_MASKS:
-        return []
-    stem = mask[: -len(".safetensors")]
-    return [f"logs/stale/masks/{stem[len('results/masks/'):]}.{_token(stem + '.json', STALE_MASKS[mask])}.txt"]
 
 
 def run_spec(wildcards):

@@ -9,7 +9,6 @@ rule train:
     input:
         data="resources/data/{dataset}.pt",
         mask="results/masks/{dataset}/{arch}/{method}/c{compression}/s{seed}.safetensors",
-        stale=stale_run_marker,  # present only when the cached run no longer matches the config
     output:
         metrics="results/runs/{experiment}/{dataset}/{arch}/{method}/c{compression}/s{seed}/metrics.json",
         epochs="results/runs/{experiment}/{dataset}/{arch}/{method}/c{compression}/s{seed}/epochs.csv",
