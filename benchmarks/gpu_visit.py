@@ -65,8 +65,8 @@ pytest, psutil and pyyaml are there; Snakemake and jsonschema are not, and it ha
 
 3. On the GPU machine (carry: ``.whl`` and ``resources/cifar10-jpeg``), install the wheels without an index::
 
-     python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
-     export PYTHONPATH=/tmp/site:$PWD
+     python3 -m pip install -q --no-index --no-deps --no-compile --target .gpu/site .whl/*.whl
+     export PYTHONPATH=$PWD/.gpu/site:$PWD
 
    (or into the machine's own environment with ``pip install --no-index --find-links .whl snakemake``, which
    resolves Snakemake's requirements and so also needs ``pulp==3.3.2``, 16 MB, in ``.whl``), then run this

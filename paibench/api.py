@@ -63,20 +63,14 @@ def apply_mask(model: nn.Module, masks: Mapping[str, torch.Tensor] | str | Path)
     `masks` is a mask dict or a mask file; its names and shapes must match the model's prunable weights."""
     from torch.nn.utils import prune
 
-    from paibench.errors import PaibenchError
     from paibench.models import prunable_parameters
+    from paibench.pruning.maskio import check_fits
 
     if not isinstance(masks, Mapping):
         masks = load_mask(masks)
     params = prunable_parameters(model)
-    if set(masks) != set(params):
-        missing, extra = sorted(set(params) - set(masks)), sorted(set(masks) - set(params))
-        raise PaibenchError(f"masks: names do not match the model's prunable weights (missing {missing[:3]}, "
-                            f"unexpected {extra[:3]}); expected a mask made for this architecture")
+    check_fits(masks, params, "masks")
     for name, mask in masks.items():
-        if tuple(mask.shape) != tuple(params[name].shape):
-            raise PaibenchError(f"masks: {name} has shape {tuple(mask.shape)}, the model's weight has "
-                                f"{tuple(params[name].shape)}; expected a mask made for this width")
         module_name, _, attr = name.rpartition(".")
         module = model.get_submodule(module_name)
         prune.custom_from_mask(module, attr, mask.to(device=params[name].device, dtype=torch.bool))

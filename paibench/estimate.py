@@ -83,8 +83,7 @@ def grid_size(grid) -> dict:
         return macs_cache[key]
 
     masks = {(r.dataset, r.arch, r.method, r.compression, r.seed) for r in grid.runs}
-    train_jobs = sum(len(p) and 1 for p in grid.packs(lambda run: False)) + sum(
-        1 for r in grid.runs if grid.pack.get(r.experiment, 1) <= 1)
+    train_jobs = len(grid.packs(lambda run: False)) + sum(1 for r in grid.runs if grid.pack.get(r.experiment, 1) <= 1)
     gpu_flops, examples_epochs, unknown = 0.0, 0, set()
     for r in grid.runs:
         spec = DATASETS.get(grid.datasets[r.dataset].type)

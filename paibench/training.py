@@ -38,7 +38,7 @@ from paibench.errors import PaibenchError
 from paibench.models import build_model, prunable_parameters
 from paibench.options import Option, parse_options
 from paibench.pruning import init_seed
-from paibench.pruning.maskio import load_mask, stats_path
+from paibench.pruning.maskio import check_fits, load_mask, stats_path
 from paibench.utils import atomic_path, derive_seed, read_json, sha256_file, write_json
 
 TRAIN_OPTIONS: dict[str, Option] = {
@@ -178,15 +178,7 @@ class MaskEnforcer:
 
 def check_mask(masks: dict[str, torch.Tensor], model: nn.Module, mask_file: str | Path) -> None:
     """Refuse a mask whose parameter names or shapes do not match the architecture, or whose hash is off."""
-    params = prunable_parameters(model)
-    if set(masks) != set(params):
-        missing, extra = sorted(set(params) - set(masks)), sorted(set(masks) - set(params))
-        raise PaibenchError(f"mask {mask_file}: parameter names do not match the architecture "
-                            f"(missing {missing[:3]}, unexpected {extra[:3]})")
-    for name, p in params.items():
-        if tuple(masks[name].shape) != tuple(p.shape):
-            raise PaibenchError(f"mask {mask_file}: {name} has shape {tuple(masks[name].shape)}, "
-                                f"the architecture's weight has {tuple(p.shape)}")
+    check_fits(masks, prunable_parameters(model), f"mask {mask_file}")
     stats_file = stats_path(mask_file)
     if stats_file.exists():
         # The .json's sha256 catches a mask replaced under the same name; a mask with its own content hash

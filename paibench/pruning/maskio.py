@@ -33,6 +33,20 @@ def stats_path(mask_path: str | Path) -> Path:
     return Path(mask_path).with_suffix(".json")
 
 
+def check_fits(masks, params, where: str) -> None:
+    """Refuse masks whose parameter names or shapes differ from a model's prunable weights (one line)."""
+    from paibench.errors import PaibenchError
+
+    if set(masks) != set(params):
+        missing, extra = sorted(set(params) - set(masks)), sorted(set(masks) - set(params))
+        raise PaibenchError(f"{where}: parameter names do not match the architecture (missing {missing[:3]}, "
+                            f"unexpected {extra[:3]}); expected a mask made for this architecture")
+    for name, p in params.items():
+        if tuple(masks[name].shape) != tuple(p.shape):
+            raise PaibenchError(f"{where}: {name} has shape {tuple(masks[name].shape)}, the architecture's weight "
+                                f"has {tuple(p.shape)}; expected a mask made for this width")
+
+
 def content_sha256(tensors: dict[str, torch.Tensor]) -> str:
     """sha256 over every tensor's name, shape and bits, in name order (independent of the file's header)."""
     h = hashlib.sha256()
