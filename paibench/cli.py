@@ -64,12 +64,17 @@ def cmd_mask(args) -> int:
     from paibench.models import ARCHS
     from paibench.pruning import make_mask
     from paibench.pruning.methods import METHODS
+    from paibench.registry import is_import_name
 
     # Check names and architecture options first so the error names the flag the user typed.
     for flag, registry, name in (("--dataset", DATASETS, args.dataset), ("--arch", ARCHS, args.arch),
                                  ("--method", METHODS, args.method)):
-        if name not in registry:
-            raise bad_value(flag, name, registry.names())
+        try:
+            registry.get(name)
+        except PaibenchError as exc:
+            if is_import_name(name):  # say why the plug-in did not load, under the flag's name
+                raise PaibenchError(f"{flag}: {str(exc).split(': ', 1)[1]}") from None
+            raise bad_value(flag, name, registry.names()) from None
     ARCHS.get(args.arch).parse_options(parse_kv_list(args.arch_opt, "--arch-opt"), "--arch-opt")
     if args.data:
         input_file("--data", args.data, "data")
@@ -123,13 +128,15 @@ def cmd_inspect(args) -> int:
                 print(f"paibench inspect: note: {exc}; recomputing from the mask", file=sys.stderr)
         stats = stats or _recompute(path)
     keys = ["total", "kept", "nominal_compression", "effective_kept", "effective_compression", "collapsed",
-            "effective_kept_mica", "effective_compression_mica", "collapsed_mica"]
+            "effective_kept_mica", "effective_compression_mica", "collapsed_mica",
+            "macs", "macs_kept", "macs_effective", "macs_effective_mica"]
     if args.json:
         print(json.dumps({k: stats.get(k) for k in keys + ["layers"]} | {k: v for k, v in stats.items() if k not in keys}, indent=2, sort_keys=True))
         return 0
     for k in keys:
         print(f"{k:22s} {stats.get(k)}")
-    print("(effective: paibench's input-output paths; *_mica: the MiCA reference's rule, see README)")
+    print("(effective: paibench's input-output paths; *_mica: the MiCA reference's rule, see README; "
+          "macs: multiply-accumulates per example, dense / kept / effectively kept)")
     print(f"{'layer':40s} {'numel':>10s} {'kept':>10s} {'eff_kept':>10s} {'eff_mica':>10s} {'density':>8s} {'eff_dens':>8s} {'dead_in':>7s} {'dead_out':>8s}"
           f" {'expansion':>9s} {'gap':>6s}")
     for layer in stats["layers"]:
@@ -205,10 +212,13 @@ def content_run_key(mask: str, cfg: dict, dataset: str, arch: str, width: float,
 
     from paibench.pruning.maskio import load_mask
 
+    from paibench.training import NOT_RESULT_TRAIN_KEYS
+
     _, meta = load_mask(mask)
+    recipe = {k: v for k, v in cfg.items() if k not in NOT_RESULT_TRAIN_KEYS}  # logging options seed nothing
     what = json.dumps({"mask": meta.get("content_sha256") or sha256_file(mask), "dataset": dataset or meta.get("dataset"),
                        "arch": arch or meta.get("arch"), "width": width, "arch_options": arch_options, "seed": seed,
-                       "train": cfg}, sort_keys=True)
+                       "train": recipe}, sort_keys=True)
     return f"direct/{hashlib.sha256(what.encode()).hexdigest()[:16]}/s{seed}"
 
 
@@ -336,7 +346,7 @@ def cmd_plot(args) -> int:
         runs = pd.read_csv(args.runs)
     except (ValueError, pd.errors.ParserError) as exc:
         raise PaibenchError(f"--runs: {args.runs!r} is not a readable CSV ({exc}); expected runs.csv") from None
-    missing = sorted({"method", "accuracy", "compression", "collapsed", "nominal_compression",
+    missing = sorted({"method", "accuracy_pct", "compression", "collapsed", "nominal_compression",
                       "effective_compression"} - set(runs.columns))
     if missing:
         raise PaibenchError(f"--runs: {args.runs!r} lacks the columns {', '.join(missing)}; expected runs.csv "

@@ -24,7 +24,8 @@ from paibench.data import DATASETS
 from paibench.errors import PaibenchError
 from paibench.models import ARCHS
 from paibench.pruning.methods import METHODS
-from paibench.training import parse_train_config
+from paibench.registry import is_import_name
+from paibench.training import NOT_RESULT_TRAIN_KEYS, parse_train_config
 from paibench.utils import format_compression
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
@@ -145,11 +146,44 @@ def _value_text(value: Any) -> str:
     return str(value).lower() if isinstance(value, bool) else f"{value:g}" if isinstance(value, float) else str(value)
 
 
+def _base_label(name: str, spec) -> str:
+    """A label's start: the name, or for a plug-in named module:attribute its spec's name (paths cannot hold ':')."""
+    return spec.name if is_import_name(name) else name
+
+
+def _import_named_plugins(config: dict) -> None:
+    """Import the plug-ins a config names as module:attribute (registry.py), so the schema's name lists
+    include them; a name that does not import is refused here with its place in the config."""
+    def entries(exp, key):
+        items = exp.get(key) if isinstance(exp, dict) else None
+        for i, item in enumerate(items if isinstance(items, list) else []):
+            yield i, item.get("name") if isinstance(item, dict) else item
+
+    experiments = config.get("experiments")
+    for exp_name, exp in (experiments.items() if isinstance(experiments, dict) else []):
+        for key, registry in (("archs", ARCHS), ("methods", METHODS)):
+            for i, name in entries(exp, key):
+                if is_import_name(name):
+                    try:
+                        registry.get(name)
+                    except PaibenchError as exc:
+                        raise PaibenchError(f"config error at experiments.{exp_name}.{key}[{i}]: {exc}") from None
+    datasets = config.get("datasets")
+    for label, entry in (datasets.items() if isinstance(datasets, dict) else []):
+        dtype = entry.get("type") if isinstance(entry, dict) else None
+        if is_import_name(dtype):
+            try:
+                DATASETS.get(dtype)
+            except PaibenchError as exc:
+                raise PaibenchError(f"config error at datasets.{label}.type: {exc}") from None
+
+
 class Grid:
     """The validated config as lookup tables (label -> entry) and the list of runs."""
 
     def __init__(self, config: dict, schema_path: str | Path | None = None, base_dir: str | Path = "."):
         config = _normalize(copy.deepcopy(dict(config)))
+        _import_named_plugins(config)
         error = _schema_error(config, load_schema(schema_path))
         if error:
             raise error
@@ -191,7 +225,7 @@ class Grid:
         raw = {"name": raw} if isinstance(raw, str) else dict(raw)
         name, width, label = raw.pop("name"), float(raw.pop("width", 1.0)), raw.pop("label", None)
         options = ARCHS.get(name).parse_options(raw, where)
-        label = label or name + (f"_w{width:g}" if width != 1 else "") + "".join(
+        label = label or _base_label(name, ARCHS.get(name)) + (f"_w{width:g}" if width != 1 else "") + "".join(
             f"_{k}={_value_text(v)}" for k, v in sorted(raw.items()))
         entry = ArchEntry(label, name, width, options)
         if self.archs.setdefault(label, entry) != entry:
@@ -216,7 +250,7 @@ class Grid:
         options = spec.parse_options(raw, where)
         hidden = ("compression_mode", "effective_definition", "budget_mask")
         shown = {k: v for k, v in raw.items() if k not in hidden}
-        label = label or name + "".join(f"_{k}={_value_text(v)}" for k, v in sorted(shown.items())) + (
+        label = label or _base_label(name, spec) + "".join(f"_{k}={_value_text(v)}" for k, v in sorted(shown.items())) + (
             f"_from={budget_from}" if budget_from else "") + (
             "_effective" if raw.get("compression_mode") == "effective" else "") + (
             f"_{raw['effective_definition']}" if raw.get("effective_definition", "paths") != "paths" else "")
@@ -381,10 +415,6 @@ class Grid:
     def uses_data(self, method_label: str) -> bool:
         entry = self.methods[method_label]
         return METHODS.get(entry.name).uses_data(entry.options)
-
-
-# Training options that do not change a run's results (changing them reruns nothing).
-NOT_RESULT_TRAIN_KEYS = ("keep_checkpoint",)
 
 
 def _read(path: Path) -> dict:

@@ -19,32 +19,19 @@ WARN_GPU_HOURS = 1_000.0
 def forward_macs(arch: str, info, width: float, options: dict) -> int:
     """Multiply-accumulates of one forward pass of one example (conv and linear layers), on the meta device."""
     import torch
-    from torch import nn
 
     from paibench.models import build_model
-    from paibench.models.base import example_input
+    from paibench.models.base import example_input, prunable_parameters, weight_uses
 
     with torch.device("meta"):
-        model = build_model(arch, info, width, options).eval()
-    total = 0
-
-    def hook(mod, inp, out):
-        nonlocal total
-        if isinstance(mod, nn.Conv2d):
-            total += out.numel() * (mod.in_channels // mod.groups) * mod.kernel_size[0] * mod.kernel_size[1]
-        elif isinstance(mod, nn.Linear):
-            total += out.numel() * mod.in_features
-
-    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+        model = build_model(arch, info, width, options)
     try:
-        with torch.no_grad(), torch.device("meta"):
-            model(*(t.to("meta") for t in example_input(info, batch=1)))
+        with torch.device("meta"):
+            uses = weight_uses(model, tuple(t.to("meta") for t in example_input(info, batch=1)))
     except Exception:  # an architecture that cannot run on the meta device: no estimate
         return 0
-    finally:
-        for h in handles:
-            h.remove()
-    return int(total)
+    params = prunable_parameters(model)
+    return int(sum(params[n].numel() * u for n, u in uses.items()))
 
 
 def _mask_flops(method: str, options: dict, macs: int) -> float:

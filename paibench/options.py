@@ -37,6 +37,9 @@ class Option:
     # their default, so every mask made before the option existed stays byte-identical.
     omit_default: bool = False
     forbidden: Sequence[Any] = ()  # values refused inside [minimum, maximum] (e.g. 0 for num_batches)
+    # False for options that change no number (logging, keeping files): they seed nothing and changing
+    # them marks no cached result stale.
+    affects_results: bool = True
 
     def parse(self, field: str, raw: Any) -> Any:
         value = raw

@@ -37,6 +37,7 @@ from paibench.data.base import DatasetInfo, augment_images, fixed_crops, input_c
 from paibench.errors import PaibenchError
 from paibench.models import build_model, prunable_parameters
 from paibench.options import Option, parse_options
+from paibench.progress import Progress
 from paibench.pruning import init_seed
 from paibench.pruning.maskio import check_fits, load_mask, stats_path
 from paibench.utils import atomic_path, derive_seed, read_json, sha256_file, write_json
@@ -68,12 +69,25 @@ TRAIN_OPTIONS: dict[str, Option] = {
     "amp": Option(str, "auto", choices=("auto", "bf16", "off"), help="bf16 autocast on GPUs that support it"),
     "channels_last": Option(bool, True, help="channels-last memory format for image models on GPU"),
     "compile": Option(bool, False, help="torch.compile the training forward (pays off on GPUs; needs a C++ compiler on CPU)"),
-    "keep_checkpoint": Option(bool, False, help="keep the last checkpoint after a finished run"),
+    "keep_checkpoint": Option(bool, False, affects_results=False,
+                              help="keep the last checkpoint after a finished run"),
+    "tensorboard": Option(bool, False, affects_results=False,
+                          help="also log every epoch's metrics as TensorBoard scalars in <run>/tensorboard/ "
+                               "(needs the optional 'tensorboard' package: pip install 'paibench[tensorboard]')"),
 }
+# Training options that do not change a run's results: changing them reruns nothing and seeds nothing.
+NOT_RESULT_TRAIN_KEYS = tuple(k for k, o in TRAIN_OPTIONS.items() if not o.affects_results)
+TOP5_MIN_CLASSES = 100  # top-5 accuracy is measured for datasets with at least this many classes
 
 
 def parse_train_config(raw: dict[str, Any], field: str = "train") -> dict[str, Any]:
     cfg = parse_options(TRAIN_OPTIONS, raw, field)
+    if cfg["tensorboard"]:
+        import importlib.util
+
+        if importlib.util.find_spec("tensorboard") is None:
+            raise PaibenchError(f"{field}.tensorboard: true is not allowed here; the 'tensorboard' package is not "
+                                f"installed (pip install 'paibench[tensorboard]'), or set it to false")
     for m in cfg["milestones"]:
         if not isinstance(m, (int, float)) or isinstance(m, bool) or not math.isfinite(m) or m <= 0:
             raise PaibenchError(f"{field}.milestones: {m!r} is not allowed; expected positive numbers")
@@ -124,6 +138,7 @@ class ImageData:
 
     def __init__(self, payload: dict, device: torch.device, val_fraction: float = 0.0):
         self.device = device
+        self.num_classes = info_from_payload(payload).num_classes
         x, y = payload["x_train"], payload["y_train"]
         self.crop = crop = input_crop(payload)
         self.x_val = self.y_val = None
@@ -265,12 +280,15 @@ def _autocast(cfg: dict, device: torch.device):
 
 
 @torch.no_grad()
-def evaluate_images(model, data: ImageData, cfg, x=None, y=None) -> tuple[float, float]:
+def evaluate_images(model, data: ImageData, cfg, x=None, y=None) -> dict[str, float]:
+    """{"loss", "acc"} on the test split (or the given images), plus "top5_acc" for 100+ classes."""
     model.eval()
     x = data.x_test if x is None else x
     y = data.y_test if y is None else y
     loss = torch.zeros((), device=data.device)
     correct = torch.zeros((), device=data.device, dtype=torch.long)
+    correct5 = torch.zeros((), device=data.device, dtype=torch.long)
+    top5 = data.num_classes >= TOP5_MIN_CLASSES
     for i in range(0, len(y), cfg["eval_batch_size"]):
         xb = data.normalize(x[i : i + cfg["eval_batch_size"]])
         yb = y[i : i + cfg["eval_batch_size"]]
@@ -278,8 +296,13 @@ def evaluate_images(model, data: ImageData, cfg, x=None, y=None) -> tuple[float,
             out = model(xb)
         loss += F.cross_entropy(out.float(), yb, reduction="sum")
         correct += (out.argmax(1) == yb).sum()
-    loss_v, correct_v = torch.stack([loss, correct.to(loss.dtype)]).tolist()  # one host sync
-    return loss_v / len(y), correct_v / len(y)
+        if top5:
+            correct5 += (out.float().topk(5, dim=1).indices == yb.unsqueeze(1)).any(1).sum()
+    loss_v, correct_v, correct5_v = torch.stack([loss, correct.to(loss.dtype), correct5.to(loss.dtype)]).tolist()
+    result = {"loss": loss_v / len(y), "acc": correct_v / len(y)}  # one host sync above
+    if top5:
+        result["top5_acc"] = correct5_v / len(y)
+    return result
 
 
 class GraphData:
@@ -311,6 +334,11 @@ def evaluate_graph(model, data: GraphData) -> dict[str, float]:
         for split, m in data.masks.items():
             res[f"{split}_acc"] = float(ogb_eval.eval({"y_true": data.y[m].view(-1, 1), "y_pred": pred[m]})["acc"])
     return res
+
+
+def _recipe_json(cfg: dict) -> str:
+    """The recipe a checkpoint belongs to (options that change no number left out)."""
+    return json.dumps({k: v for k, v in cfg.items() if k not in NOT_RESULT_TRAIN_KEYS}, sort_keys=True)
 
 
 def _save_checkpoint(path: Path, state: dict) -> None:
@@ -373,7 +401,7 @@ class _Member:
                 log(f"ignoring checkpoint {self.ckpt_path}: unreadable with weights_only=True "
                     f"({type(exc).__name__}); starting from epoch 0")
         if state is not None:
-            if isinstance(state, dict) and state.get("run_key") == spec.run_key and state.get("train") == json.dumps(cfg, sort_keys=True):
+            if isinstance(state, dict) and state.get("run_key") == spec.run_key and state.get("train") == _recipe_json(cfg):
                 model.load_state_dict(state["model"])
                 self.optimizer.load_state_dict(state["optimizer"])
                 self.history = list(state["history"])
@@ -390,6 +418,30 @@ class _Member:
         # Dropout draws from the global RNG; each member keeps its own state so packing cannot reorder draws.
         self.has_dropout = any(isinstance(m, nn.modules.dropout._DropoutNd) for m in model.modules())
         self.rng_state = None
+        self.out_dir = Path(spec.out_dir)
+        self.tensorboard = None
+        if cfg["tensorboard"]:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tensorboard = SummaryWriter(log_dir=str(self.out_dir / "tensorboard"))
+        log(self.start_line())
+
+    def start_line(self) -> str:
+        """What the run is, in one line: device, threads, model and mask sizes, data."""
+        kept = int(sum(int(m.sum()) for m in self.masks.values()))
+        prunable = int(sum(m.numel() for m in self.masks.values()))
+        params = sum(p.numel() for p in self.model.parameters())
+        if self.image:
+            data = (f"{len(self.data.y_train)} train / {len(self.data.y_test)} test images"
+                    + (f" / {len(self.data.y_val)} validation" if self.data.x_val is not None else ""))
+        else:
+            data = (f"graph of {self.data.x.shape[0]} nodes, {self.data.x.shape[1]} features, "
+                    f"{int(self.data.masks['train'].sum())} training nodes")
+        ratio = f"{prunable / kept:.4g}x" if kept else "everything pruned"
+        return (f"start {self.spec.run_key}: {self.arch} on {_device_name(self.device)}, "
+                f"{params:,} parameters, kept {kept:,}/{prunable:,} prunable weights ({ratio}), "
+                f"mask {self.spec.mask}, {data}, {self.cfg['epochs']} epochs"
+                + (f" (resuming at epoch {self.start_epoch})" if self.start_epoch else ""))
 
     # ------------------------------------------------------------------------------------ per epoch
     def begin_epoch(self, epoch: int) -> None:
@@ -450,9 +502,9 @@ class _Member:
             train_loss /= n
             row = {"epoch": epoch + 1, "lr": lr, "train_loss": train_loss, "train_acc": train_acc}
             if self.data.x_val is not None:
-                row["val_loss"], row["val_acc"] = evaluate_images(self.model, self.data, self.cfg,
-                                                                  self.data.x_val, self.data.y_val)
-            row["test_loss"], row["test_acc"] = evaluate_images(self.model, self.data, self.cfg)
+                ev = evaluate_images(self.model, self.data, self.cfg, self.data.x_val, self.data.y_val)
+                row.update({f"val_{k}": v for k, v in ev.items()})
+            row.update({f"test_{k}": v for k, v in evaluate_images(self.model, self.data, self.cfg).items()})
         else:
             ev = evaluate_graph(self.model, self.data)
             train_loss = float(graph_out["train_loss"])
@@ -465,9 +517,20 @@ class _Member:
             row["status"] = "diverged"
             self.log(f"epoch {epoch + 1}: loss is {train_loss}; stopping with status 'diverged'")
         self.history.append(row)
-        self.log(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+        # Rewritten (atomically) every epoch, so a running job can be watched and plotted.
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        _write_epochs_csv(self.out_dir / "epochs.csv", self.history)
+        self.log(f"epoch {epoch + 1}/{self.cfg['epochs']} "
+                 + " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()
+                            if k != "epoch"))
+        if self.tensorboard is not None:
+            for key, value in row.items():
+                if isinstance(value, (int, float)) and key != "epoch":
+                    self.tensorboard.add_scalar(key.replace("_", "/", 1) if key.startswith(("train_", "val_", "test_"))
+                                                else key, value, epoch + 1)
+            self.tensorboard.flush()
         _save_checkpoint(self.ckpt_path, {
-            "run_key": self.spec.run_key, "train": json.dumps(self.cfg, sort_keys=True), "epoch": epoch + 1,
+            "run_key": self.spec.run_key, "train": _recipe_json(self.cfg), "epoch": epoch + 1,
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "history": self.history,
         })
 
@@ -481,6 +544,8 @@ class _Member:
         with atomic_path(out_dir / "model.safetensors") as tmp:
             save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp))
         _write_epochs_csv(out_dir / "epochs.csv", self.history)
+        if self.tensorboard is not None:
+            self.tensorboard.close()
         metrics = summarize(self.history, cfg, self.status, self.info.kind)
         kept = int(sum(int(m.sum()) for m in masks.values()))
         prunable = int(sum(m.numel() for m in masks.values()))
@@ -496,6 +561,8 @@ class _Member:
             # the MiCA reference's effective rule (paibench.pruning.effective.DEFINITIONS)
             "effective_compression_mica": mask_stats.get("effective_compression_mica"),
             "collapsed_mica": mask_stats.get("collapsed_mica"),
+            # multiply-accumulates per example: dense, kept, effectively kept (absent in older mask stats)
+            **{k: mask_stats.get(k) for k in ("macs", "macs_kept", "macs_effective", "macs_effective_mica")},
             "parameters": sum(p.numel() for p in model.parameters()), "prunable": prunable, "kept": kept,
             "mask_sha256": sha256_file(spec.mask), "train": cfg, "device": _device_name(self.device),
             "wall_time_s": self.prior_seconds + (time.perf_counter() - started),
@@ -539,7 +606,7 @@ class _rng:
 PACK_MODES = ("auto", "loop", "vmap")
 
 
-def _vmap_epoch(members: list[_Member], cfg: dict, device: torch.device) -> None:
+def _vmap_epoch(members: list[_Member], cfg: dict, device: torch.device, on_step=lambda: None) -> None:
     """One epoch of several same-architecture members as one vectorised model (torch.func.vmap).
 
     Convolutions of the N members become one grouped convolution, so N small models fill a GPU the way one
@@ -592,6 +659,7 @@ def _vmap_epoch(members: list[_Member], cfg: dict, device: torch.device) -> None
         opt.step()
         loss_sums += per.detach() * ys.shape[1]
         corrects += (out.argmax(-1) == ys).sum(1)
+        on_step()
     with torch.no_grad():
         ssd = opt.state_dict()
         for i, m in enumerate(members):
@@ -659,13 +727,20 @@ def train_pack(specs: list[RunSpec], log=print, mode: str = "auto") -> list[dict
         outs: list = [None] * len(active)
         if not image:
             outs = [m.graph_step() for m in active]
-        elif use_vmap and len(active) > 1:
-            _vmap_epoch(active, cfg, device)
         else:
             n = len(active[0].data.y_train)
-            for i in range(0, n, cfg["batch_size"]):
-                for m in active:
-                    m.train_batch(i)
+            bar = Progress(math.ceil(n / cfg["batch_size"]), label=f"epoch {epoch + 1}/{cfg['epochs']}",
+                           per_step=min(n, cfg["batch_size"]) * len(active), rate_unit="img")
+            try:
+                if use_vmap and len(active) > 1:
+                    _vmap_epoch(active, cfg, device, on_step=bar.update)
+                else:
+                    for i in range(0, n, cfg["batch_size"]):
+                        for m in active:
+                            m.train_batch(i)
+                        bar.update()
+            finally:
+                bar.close()
         for m, o in zip(active, outs):
             m.end_epoch(t0, o)
     return [m.finish(started) for m in members]
@@ -692,6 +767,13 @@ def summarize(history: list[dict], cfg: dict, status: str, kind: str) -> dict:
     else:
         accuracy = best_acc if cfg["report"] == "best" or kind == "graph" else final_acc
         report = "best-val" if kind == "graph" or (cfg["report"] == "best" and on_val) else cfg["report"]
+    top5 = {}
+    if any("test_top5_acc" in h for h in finite):  # datasets with TOP5_MIN_CLASSES classes or more
+        final5 = last.get("test_top5_acc") if status == "ok" else None
+        max5 = max((h["test_top5_acc"] for h in finite), default=None)
+        chosen = max5 if report == "max_test" else (final5 if report == "final" else best.get("test_top5_acc"))
+        top5 = {"final_test_top5_acc": final5, "best_test_top5_acc": best.get("test_top5_acc"),
+                "max_test_top5_acc": max5, "top5_accuracy": chosen}
     return {
         "status": status, "epochs_run": len(history),
         "final_test_acc": final_acc, "best_test_acc": best_acc, "best_epoch": best.get("epoch"),
@@ -701,6 +783,7 @@ def summarize(history: list[dict], cfg: dict, status: str, kind: str) -> dict:
         "final_train_loss": last.get("train_loss") if status == "ok" else None,
         "final_train_acc": last.get("train_acc") if status == "ok" else None,
         "report": report,
+        **top5,
     }
 
 
@@ -740,14 +823,14 @@ def evaluate_run(data_file: str, mask_file: str, model_file: str, metrics_file: 
     model.to(dev)
     cfg = dict(metrics["train"], amp="off")
     if info.kind == "image":
-        loss, acc = evaluate_images(model, ImageData(payload, dev), cfg)
-        result = {"test_loss": loss, "test_acc": acc}
+        result = {f"test_{k}": v for k, v in evaluate_images(model, ImageData(payload, dev), cfg).items()}
     else:
         ev = evaluate_graph(model, GraphData(payload, dev))
         result = {"test_loss": ev["test_loss"], "test_acc": ev["test_acc"], "val_acc": ev["val_acc"]}
     result.update({"pruned_nonzero": violations, "status": metrics["status"], "device": _device_name(dev)})
     if metrics["status"] != "ok":
         result["test_acc"] = None
+        result.pop("test_top5_acc", None)
     write_json(out, result)
     return result
 

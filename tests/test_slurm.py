@@ -232,7 +232,7 @@ def test_tables_complete(slurm_run):
     assert len(rows) == 2
     assert {r["method"] for r in rows} == {"dense", "random"}
     for r in rows:
-        assert 0.0 <= float(r["accuracy"]) <= 1.0
+        assert 0.0 <= float(r["accuracy_pct"]) <= 100.0
     assert (work / "results/tables/summary.csv").stat().st_size > 0
     assert (work / "results/figures/accuracy_vs_compression.png").stat().st_size > 0
     for run in ("dense/c1", "random/c10"):

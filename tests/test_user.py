@@ -109,7 +109,7 @@ def test_paper_tables_are_plain_csv_with_the_budget_beside_them(tmp_path):
     metrics = sorted((REPO / "results" / "runs").glob("digits/**/metrics.json"))
     assert main(["tables", *map(str, metrics), "--paper", "mica=digits", "--out-dir", str(tmp_path)]) == 0
     table = pd.read_csv(tmp_path / "mica.csv")
-    assert {"method", "accuracy_mean", "compression"} <= set(table.columns)
+    assert {"method", "accuracy_mean_pct", "compression"} <= set(table.columns)
     side = json.loads((tmp_path / "mica.json").read_text())
     assert side["budget"].startswith("budget: ") and side["experiments"] == ["digits"]
     assert side["budget"] in (tmp_path / "mica.md").read_text()  # the Markdown states it too

@@ -1,7 +1,9 @@
-"""Collect per-run metrics into ``runs.csv`` and a mean +- std table over seeds.
+"""``runs.csv`` (one row per run) and a mean +- std table over seeds, from the metrics files.
 
-A run's key is its path below ``results/runs``: ``<experiment>/<dataset>/<arch>/<method>/c<ratio>/s<seed>``;
-labels in the tables are those path parts, so they match the config's labels.
+Rows come from :func:`paibench.analysis.results.run_record`, the one loader of run results (the figures
+and the paper tables use it too). A run's key is its path below ``results/runs``:
+``<experiment>/<dataset>/<arch>/<method>/c<ratio>/s<seed>``; the table labels are those path parts. Every
+accuracy is in percent and its column says so (``accuracy_pct``, ``accuracy_mean_pct``).
 """
 
 from __future__ import annotations
@@ -10,47 +12,16 @@ from pathlib import Path
 
 import pandas as pd
 
-from paibench.utils import atomic_path, read_json
+from paibench.analysis.results import load_runs
+from paibench.utils import atomic_path
 
-KEY_PARTS = ("experiment", "dataset", "arch", "method", "compression_label", "seed_label")
-
-
-def run_row(metrics_file: str | Path) -> dict:
-    metrics_file = Path(metrics_file)
-    m = read_json(metrics_file)
-    row = dict(zip(KEY_PARTS, m["run_key"].split("/")))
-    eval_file = metrics_file.with_name("eval.json")
-    ev = read_json(eval_file) if eval_file.exists() else {}
-    row.update({
-        "method_name": m["method"],
-        "compression": m["compression"],
-        "nominal_compression": m["nominal_compression"],
-        "effective_compression": m["effective_compression"],
-        "collapsed": bool(m.get("collapsed")),
-        # the MiCA reference's effective rule; empty for results made before it was recorded
-        "effective_compression_mica": m.get("effective_compression_mica"),
-        "collapsed_mica": m.get("collapsed_mica"),
-        "seed": m["seed"],
-        "status": m["status"],
-        "accuracy": m["accuracy"],
-        "final_test_acc": m["final_test_acc"],
-        "best_test_acc": m["best_test_acc"],
-        "eval_test_acc": ev.get("test_acc"),
-        "kept": m["kept"],
-        "prunable": m["prunable"],
-        "epochs": m["train"]["epochs"],
-        "wall_time_s": m["wall_time_s"],
-        "device": m["device"],
-    })
-    return row
+# Frame columns that name files of this machine or repeat the key: not written to runs.csv.
+NOT_IN_CSV = ("metrics_file",)
 
 
 def collect(metrics_files) -> pd.DataFrame:
-    rows = [run_row(f) for f in metrics_files]
-    df = pd.DataFrame(rows)
-    if not df.empty:
-        df = df.sort_values(["experiment", "dataset", "arch", "method", "compression", "seed"]).reset_index(drop=True)
-    return df
+    runs = load_runs(metrics_files)
+    return runs.drop(columns=[c for c in NOT_IN_CSV if c in runs.columns])
 
 
 def summarize(runs: pd.DataFrame) -> pd.DataFrame:
@@ -58,10 +29,12 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
     keys = ["experiment", "dataset", "arch", "method", "compression"]
     grouped = runs.groupby(keys, sort=True)
     out = grouped.agg(
-        accuracy_mean=("accuracy", "mean"),
-        accuracy_std=("accuracy", "std"),
+        accuracy_mean_pct=("accuracy_pct", "mean"),
+        accuracy_std_pct=("accuracy_pct", "std"),
         effective_compression_mean=("effective_compression", "mean"),
         nominal_compression_mean=("nominal_compression", "mean"),
+        macs_kept_mean=("macs_kept", "mean"),
+        macs_effective_mean=("macs_effective", "mean"),
         collapsed_fraction=("collapsed", "mean"),
         seeds=("seed", "count"),
         diverged=("status", lambda s: int((s == "diverged").sum())),
@@ -79,12 +52,12 @@ def write_tables(runs: pd.DataFrame, out_dir: str | Path) -> dict[str, Path]:
     with atomic_path(paths["summary"]) as tmp:
         summary.to_csv(tmp, index=False)
     md = summary.copy()
-    md["accuracy"] = [
-        "diverged" if pd.isna(m) else (f"{100 * m:.2f} ± {100 * s:.2f}" if pd.notna(s) else f"{100 * m:.2f}")
-        for m, s in zip(md["accuracy_mean"], md["accuracy_std"])
+    md["accuracy (%)"] = [
+        "diverged" if pd.isna(m) else (f"{m:.2f} ± {s:.2f}" if pd.notna(s) else f"{m:.2f}")
+        for m, s in zip(md["accuracy_mean_pct"], md["accuracy_std_pct"])
     ]
     md = md[["experiment", "dataset", "arch", "method", "compression", "effective_compression_mean",
-             "accuracy", "seeds", "collapsed_fraction"]]
+             "accuracy (%)", "seeds", "collapsed_fraction"]]
     with atomic_path(paths["markdown"]) as tmp:
         tmp.write_text(_markdown(md))
     return paths

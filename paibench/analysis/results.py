@@ -33,10 +33,27 @@ def _num(value) -> float:
     return float("nan") if value is None else float(value)
 
 
+def _pct(value) -> float:
+    return float("nan") if value is None else 100.0 * float(value)
+
+
+# Accuracy columns of a run row: every accuracy is in percent, and its column name says so.
+ACCURACY_COLUMNS = {  # column -> metrics.json key (a fraction there)
+    "accuracy_pct": "accuracy", "final_test_acc_pct": "final_test_acc", "best_test_acc_pct": "best_test_acc",
+    "max_test_acc_pct": "max_test_acc", "top5_accuracy_pct": "top5_accuracy",
+}
+MAC_COLUMNS = ("macs", "macs_kept", "macs_effective", "macs_effective_mica")
+
+
 def run_record(metrics_file: str | Path, effective_definition: str = "paths") -> dict:
-    """One run's row; ``effective_compression``/``collapsed`` follow `effective_definition` (paths or mica)."""
+    """One run's row; ``effective_compression``/``collapsed`` follow `effective_definition` (paths or mica).
+
+    Accuracies are percentages (columns ending ``_pct``); a diverged run keeps its row with no accuracy.
+    ``eval_test_acc_pct`` is the independent re-evaluation (eval.json beside metrics.json) when present.
+    """
     from paibench.pruning.stats import effective_key
 
+    metrics_file = Path(metrics_file)
     m = read_json(metrics_file)
     row = dict(zip(KEY_PARTS, m["run_key"].split("/")))
     train = m.get("train", {})
@@ -46,6 +63,8 @@ def run_record(metrics_file: str | Path, effective_definition: str = "paths") ->
     if collapsed and math.isnan(effective):
         effective = math.inf  # no weight carries signal: infinite effective compression
     status = m.get("status", "ok")
+    eval_file = metrics_file.with_name("eval.json")
+    evaluated = read_json(eval_file) if eval_file.exists() else {}
     row.update({
         "method_name": m["method"],
         "compression": float(m["compression"]),
@@ -59,8 +78,12 @@ def run_record(metrics_file: str | Path, effective_definition: str = "paths") ->
         "seed": int(m["seed"]),
         "status": status,
         "diverged": status == "diverged",
-        # A diverged run has no accuracy; it is kept as a row so tables and figures can show it.
-        "accuracy_pct": float("nan") if status != "ok" or m.get("accuracy") is None else 100.0 * m["accuracy"],
+        **{col: (float("nan") if status != "ok" else _pct(m.get(key))) for col, key in ACCURACY_COLUMNS.items()},
+        "eval_test_acc_pct": _pct(evaluated.get("test_acc")) if status == "ok" else float("nan"),
+        "kept": m.get("kept"),
+        "prunable": m.get("prunable"),
+        # multiply-accumulates per example (empty for runs made before masks recorded them)
+        **{col: _num(m.get(col)) for col in MAC_COLUMNS},
         "epochs": train.get("epochs"),
         "optimizer": train.get("optimizer"),
         "lr": train.get("lr"),

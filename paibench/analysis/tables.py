@@ -39,10 +39,11 @@ def seed_summary(runs: pd.DataFrame) -> pd.DataFrame:
         return float(np.exp(np.log(s).mean())) if len(s) else math.inf
 
     out = runs.groupby(KEYS + ["method_name", "compression"], sort=True).agg(
-        accuracy_mean=("accuracy_pct", "mean"), accuracy_std=("accuracy_pct", "std"),
+        accuracy_mean_pct=("accuracy_pct", "mean"), accuracy_std_pct=("accuracy_pct", "std"),
         nominal_compression=("nominal_compression", "mean"),
         effective_compression=("effective_compression", gmean),
         remaining_pct=("remaining_pct", "mean"), effective_remaining_pct=("effective_remaining_pct", "mean"),
+        macs_kept=("macs_kept", "mean"), macs_effective=("macs_effective", "mean"),
         seeds=("seed", "count"), diverged=("diverged", "sum"), collapsed=("collapsed", "sum"),
         epochs=("epochs", lambda s: ",".join(str(int(v)) for v in sorted(s.dropna().unique()))),
         device=("device", lambda s: "; ".join(sorted(s.dropna().unique()))),
@@ -57,11 +58,11 @@ def cell(row) -> str:
     n, div = int(row["seeds"]), int(row["diverged"])
     if n == 0:
         return "–"
-    if div == n or pd.isna(row["accuracy_mean"]):
+    if div == n or pd.isna(row["accuracy_mean_pct"]):
         return "diverged"
-    text = f"{row['accuracy_mean']:.2f}"
-    if pd.notna(row["accuracy_std"]):
-        text += f" ± {row['accuracy_std']:.2f}"
+    text = f"{row['accuracy_mean_pct']:.2f}"
+    if pd.notna(row["accuracy_std_pct"]):
+        text += f" ± {row['accuracy_std_pct']:.2f}"
     if div:
         text += f" ({div}/{n} div.)"
     return text
@@ -119,14 +120,14 @@ def force_table(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
 def _random_at(random: pd.DataFrame, effective_remaining: float) -> float:
     """Random pruning's accuracy at the given effective remaining parameters (log-linear interpolation)."""
     pts = random[np.isfinite(random["effective_remaining_pct"]) & (random["effective_remaining_pct"] > 0)
-                 & random["accuracy_mean"].notna()].sort_values("effective_remaining_pct")
+                 & random["accuracy_mean_pct"].notna()].sort_values("effective_remaining_pct")
     if len(pts) < 2 or not (effective_remaining > 0) or not math.isfinite(effective_remaining):
         return float("nan")
     x = np.log(pts["effective_remaining_pct"].to_numpy())
     t = math.log(effective_remaining)
     if t < x[0] - 1e-9 or t > x[-1] + 1e-9:
         return float("nan")
-    return float(np.interp(t, x, pts["accuracy_mean"].to_numpy()))
+    return float(np.interp(t, x, pts["accuracy_mean_pct"].to_numpy()))
 
 
 def rreg_table(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -140,10 +141,10 @@ def rreg_table(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         elif len(rand):
             rand = rand[rand["method"] == sorted(rand["method"].unique())[0]]
         for _, r in g.iterrows():
-            same_c = rand[np.isclose(rand["compression"], r["compression"], rtol=1e-6)]["accuracy_mean"]
-            delta = r["accuracy_mean"] - same_c.iloc[0] if len(same_c) and r["method_name"] not in ("random", "dense") else float("nan")
+            same_c = rand[np.isclose(rand["compression"], r["compression"], rtol=1e-6)]["accuracy_mean_pct"]
+            delta = r["accuracy_mean_pct"] - same_c.iloc[0] if len(same_c) and r["method_name"] not in ("random", "dense") else float("nan")
             at_eff = _random_at(rand, r["effective_remaining_pct"]) if r["method_name"] not in ("random", "dense") else float("nan")
-            rows.append({**r.to_dict(), "delta_vs_random": delta, "delta_vs_random_same_effective": r["accuracy_mean"] - at_eff})
+            rows.append({**r.to_dict(), "delta_vs_random_pct_points": delta, "delta_vs_random_same_effective_pct_points": r["accuracy_mean_pct"] - at_eff})
     tidy = pd.DataFrame(rows)
     if tidy.empty:
         return tidy, pd.DataFrame(columns=["dataset", "arch", "method", "remaining (%)"])
@@ -158,8 +159,8 @@ def rreg_table(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         "effective remaining (%)": [f"{v:.3g}" if math.isfinite(v) else "0 (collapsed)" if v == 0 else "–"
                                     for v in tidy["effective_remaining_pct"].fillna(0.0)],
         "accuracy (%)": [cell(r) for _, r in tidy.iterrows()],
-        "Δ random": [signed(v) for v in tidy["delta_vs_random"]],
-        "Δ random (same eff. params)": [signed(v) for v in tidy["delta_vs_random_same_effective"]],
+        "Δ random": [signed(v) for v in tidy["delta_vs_random_pct_points"]],
+        "Δ random (same eff. params)": [signed(v) for v in tidy["delta_vs_random_same_effective_pct_points"]],
     })
     return tidy, wide
 

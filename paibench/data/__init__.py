@@ -6,7 +6,7 @@ from paibench.data import cifar, digits, imagefolder, ogbn_arxiv, planetoid, sbm
 from paibench.data.base import DatasetInfo, DatasetSpec, info_from_payload, load_prepared, save_prepared
 from paibench.registry import Registry
 
-DATASETS: Registry[DatasetSpec] = Registry("dataset")
+DATASETS: Registry[DatasetSpec] = Registry("dataset", group="paibench.datasets", item_type=DatasetSpec)
 DATASETS.add("digits", digits.SPEC)
 DATASETS.add("sbm", sbm.SPEC)
 DATASETS.add("cifar10", cifar.CIFAR10)

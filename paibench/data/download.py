@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import shutil
 import urllib.request
 from pathlib import Path
 
@@ -22,6 +21,20 @@ def file_digest(path: Path, algorithm: str) -> str:
 
 class ChecksumError(RuntimeError):
     pass
+
+
+def _copy_with_progress(response, out, name: str) -> None:
+    """Stream the body to `out`; a bar with size, speed and ETA on a terminal (Content-Length when sent)."""
+    from paibench.progress import Progress
+
+    length = response.headers.get("Content-Length") if getattr(response, "headers", None) else None
+    bar = Progress(int(length) if length and length.isdigit() else None, label=f"download {name}", unit="B")
+    try:
+        for chunk in iter(lambda: response.read(1 << 20), b""):
+            out.write(chunk)
+            bar.update(len(chunk))
+    finally:
+        bar.close()
 
 
 def fetch(url: str, dest: Path, digest: str, algorithm: str = "md5", retries: int = 3, timeout: float = 60) -> Path:
@@ -42,7 +55,7 @@ def fetch(url: str, dest: Path, digest: str, algorithm: str = "md5", retries: in
     for attempt in range(1, retries + 1):
         try:
             with urllib.request.urlopen(url, timeout=timeout) as response, open(part, "wb") as out:
-                shutil.copyfileobj(response, out, 1 << 20)
+                _copy_with_progress(response, out, dest.name)
             got = file_digest(part, algorithm)
             if got != digest:
                 raise ChecksumError(f"{url}: {algorithm} {got} != expected {digest}")

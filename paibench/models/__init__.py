@@ -12,7 +12,7 @@ from paibench.models.base import (
 from paibench.options import Option
 from paibench.registry import Registry
 
-ARCHS: Registry[ArchSpec] = Registry("arch")
+ARCHS: Registry[ArchSpec] = Registry("arch", group="paibench.archs", item_type=ArchSpec)
 ARCHS.add("vgg16", ArchSpec("vgg16", "image", vgg.builder("vgg16"), description="VGG-16-bn, CIFAR style"))
 ARCHS.add("resnet20", ArchSpec("resnet20", "image", resnet_cifar.builder(20),
                                {"skip": Option(bool, True, help="keep the residual shortcuts")},

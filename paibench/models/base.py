@@ -65,3 +65,28 @@ def example_input(info: DatasetInfo, batch: int = 1, dtype=torch.float32, fill: 
     idx = torch.arange(batch)
     adj = torch.sparse_coo_tensor(torch.stack([idx, idx]), torch.ones(batch, dtype=dtype), (batch, batch)).coalesce()
     return (make(batch, info.num_features), adj)
+
+
+def weight_uses(model: nn.Module, inputs: tuple) -> dict[str, int]:
+    """How often each prunable weight is multiplied in one forward pass of `inputs` (one example: an image
+    or a node), keyed by parameter name: a conv weight once per output position, a linear weight once per
+    row it is applied to. A layer's multiply-accumulates are its (kept) weights times this number: the
+    convention of SynFlow's and ShrinkBench's FLOP counts (biases, norms and activations not counted)."""
+    names = {m: (f"{n}.weight" if n else "weight") for n, m in prunable_modules(model).items()}
+    uses: dict[str, int] = {}
+
+    def hook(module, _inputs, out):
+        per_weight = out.numel() // module.weight.shape[0]  # Conv2d: B*H*W positions; Linear: rows
+        uses[names[module]] = uses.get(names[module], 0) + int(per_weight)
+
+    handles = [m.register_forward_hook(hook) for m in names]
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(*inputs)
+    finally:
+        model.train(was_training)
+        for h in handles:
+            h.remove()
+    return {name: uses.get(name, 0) for name in names.values()}

@@ -98,7 +98,10 @@ def mask_statistics(model, masks: dict[str, torch.Tensor], info, graphs: bool = 
     ``effective_kept``/``effective_density``/``dead_*``) are the ``paths`` definition; the ``_mica``
     suffixed keys are the MiCA reference's rule.
     """
+    from paibench.models.base import example_input, weight_uses
+
     results = {d: effective_masks(model, masks, info, d) for d in DEFINITIONS}
+    uses = weight_uses(model, example_input(info, batch=1))
     eff, collapsed = results["paths"]
     eff_mica, collapsed_mica = results["mica"]
     layers = []
@@ -111,6 +114,9 @@ def mask_statistics(model, masks: dict[str, torch.Tensor], info, graphs: bool = 
             "density": kept / numel, "effective_density": ekept / numel,
             "effective_kept_mica": ekept_mica, "effective_density_mica": ekept_mica / numel,
             "dead_inputs": dead_in, "dead_outputs": dead_out,
+            # multiply-accumulates per example (models.base.weight_uses): dense, kept, effectively kept
+            "macs": numel * uses[name], "macs_kept": kept * uses[name], "macs_effective": ekept * uses[name],
+            "macs_effective_mica": ekept_mica * uses[name],
         })
         if graphs:  # channel-graph masks only (expansion, spectral_gap); None elsewhere
             layers[-1].update(graph_statistics(m))
@@ -118,12 +124,15 @@ def mask_statistics(model, masks: dict[str, torch.Tensor], info, graphs: bool = 
     kept = sum(layer["kept"] for layer in layers)
     ekept = sum(layer["effective_kept"] for layer in layers)
     ekept_mica = sum(layer["effective_kept_mica"] for layer in layers)
+    macs = {key: sum(layer[key] for layer in layers)
+            for key in ("macs", "macs_kept", "macs_effective", "macs_effective_mica")}
     return {
         "total": total, "kept": kept, "nominal_compression": ratio(total, kept),
         "effective_kept": ekept, "effective_compression": ratio(total, ekept),
         "collapsed": bool(collapsed or ekept == 0),
         "effective_kept_mica": ekept_mica, "effective_compression_mica": ratio(total, ekept_mica),
         "collapsed_mica": bool(collapsed_mica or ekept_mica == 0),
+        **macs,
         "layers": layers,
     }
 

@@ -8,7 +8,7 @@ from paibench.pruning.methods import budgets, iterative, saliency
 from paibench.pruning.methods import expanders, mica
 from paibench.registry import Registry
 
-METHODS: Registry[MethodSpec] = Registry("method")
+METHODS: Registry[MethodSpec] = Registry("method", group="paibench.methods", item_type=MethodSpec)
 METHODS.add("dense", basic.DENSE)
 METHODS.add("random", basic.RANDOM)
 METHODS.add("erk", basic.ERK)
