@@ -193,3 +193,90 @@ def test_paper_key_is_validated():
     with pytest.raises(Exception, match="nature"):
         Grid(bad)
     assert Grid(CONFIG).papers == {"mini": ["mica", "force"], "side": ["rreg"]}
+
+
+# ------------------------------------------------------------------------- what the figures draw
+def _drawn(monkeypatch, draw):
+    """Run a figure function and return its matplotlib figure (instead of writing files)."""
+    from paibench.analysis import figures
+
+    figs = []
+    monkeypatch.setattr(figures, "_save", lambda fig, out: figs.append(fig) or [])
+    draw()
+    assert len(figs) == 1
+    return figs[0]
+
+
+def _styles(fig) -> dict:
+    """legend label -> (colour, marker, linestyle) of every labelled line drawn."""
+    from matplotlib.colors import to_hex
+
+    out = {}
+    for ax in fig.axes:
+        for line in ax.get_lines():
+            if not line.get_label().startswith("_"):
+                out[line.get_label()] = (to_hex(line.get_color()), line.get_marker(), line.get_linestyle())
+    return out
+
+
+def test_each_method_keeps_one_style_and_display_name_across_figures_and_experiments(clone, monkeypatch):
+    from paibench.analysis import figures
+
+    runs = _runs(clone)
+    mini = runs[runs["experiment"] == "mini"]
+    side = runs[runs["experiment"] == "side"]  # random only: it must not take another colour here
+    drawn = [_styles(_drawn(monkeypatch, lambda: figures.accuracy_vs_compression(mini, Path("x.png"), "nominal"))),
+             _styles(_drawn(monkeypatch, lambda: figures.collapse_fraction(mini, Path("x.png")))),
+             _styles(_drawn(monkeypatch, lambda: figures.accuracy_vs_compression(side, Path("x.png"), "effective")))]
+    assert {"Random", "ERK"} <= set(drawn[0]) and "erk" not in drawn[0]  # display names, not config keys
+    assert drawn[0]["Random"] == drawn[1]["Random"] == drawn[2]["Random"]
+    assert drawn[0]["ERK"] == drawn[1]["ERK"] and drawn[0]["ERK"] != drawn[0]["Random"]
+    dense = [label for label in drawn[0] if label.startswith("dense")]
+    assert dense and float(dense[0].split("(")[1].rstrip("%)")) == pytest.approx(
+        mini[mini["method_name"] == "dense"]["accuracy_pct"].mean(), abs=0.05)
+    # the plotted points are the seed means of the data
+    ax = _drawn(monkeypatch, lambda: figures.accuracy_vs_compression(mini, Path("x.png"), "nominal")).axes[0]
+    erk = next(line for line in ax.get_lines() if line.get_label() == "ERK")
+    expected = mini[(mini["method"] == "erk")].groupby("compression")["accuracy_pct"].mean().dropna()
+    assert sorted(erk.get_ydata()) == pytest.approx(sorted(expected))
+
+
+def test_mica_and_rpi_variants_are_named_and_styled_by_budget():
+    from paibench.analysis.style import method_display, method_style
+
+    assert method_display("mica_budget=erk", "mica", {"budget": "erk"}) == "MiCA (ERK budget)"
+    assert method_display("rpi_budget=snip_effective", "rpi", {"budget": "snip"}) == "RPI (SNIP budget, effective)"
+    assert method_display("my_label", "mica", {}) == "my_label"  # a label the user chose is kept
+    mica_erk, mica_snip = method_style("mica_budget=erk", "mica", {"budget": "erk"}), method_style(
+        "mica_budget=snip", "mica", {"budget": "snip"})
+    assert mica_erk["color"] == mica_snip["color"] and mica_erk["marker"] != mica_snip["marker"]
+    assert method_style("rpi_budget=erk", "rpi", {"budget": "erk"})["color"] != mica_erk["color"]
+
+
+def test_zero_effective_density_is_drawn_and_marked(clone, monkeypatch):
+    from paibench.analysis import figures
+
+    runs = _runs(clone)
+    runs = runs[(runs["experiment"] == "mini") & (runs["compression"] == 100)]
+    layers = load_layers(runs, clone / "results/masks")
+    layers.loc[(layers["method"] == "random") & (layers["layer_index"] == 1), "effective_density"] = 0.0
+    fig = _drawn(monkeypatch, lambda: figures.layer_density(layers, runs, Path("x.png"), 100))
+    ax = fig.axes[0]
+    zero = [c for c in ax.collections if c.get_label() == "effective density 0"]
+    assert len(zero) == 1
+    (x, y), = zero[0].get_offsets()
+    floor = float(layers.loc[layers["effective_density"] > 0, "effective_density"].min())
+    floor = min(floor, float(layers["density"].min())) / 4
+    assert x == 1 and y == pytest.approx(floor) and ax.get_ylim()[0] <= y
+    assert "effective density 0" in [t.get_text() for t in ax.get_legend().get_texts()]
+
+
+def test_latex_tables_write_compressions_as_papers_do(clone, tmp_path):
+    from paibench.analysis.style import compression_tex, compression_text
+
+    assert compression_text(10 ** 4.7) == "10^4.7×" and compression_text(1995.3) == "10^3.3×"
+    assert compression_text(2500) == "2,500×" and compression_text(10) == "10×"
+    assert compression_tex(10 ** 4.7) == r"$10^{4.7}\times$" and compression_tex(2500) == r"$2{,}500\times$"
+    tables.write_all(_runs(clone), tmp_path / "t", {"mica": ["mini"]})
+    tex = (tmp_path / "t/mica.tex").read_text()
+    assert r"$10\times$ & $100\times$" in tex and "×" not in tex

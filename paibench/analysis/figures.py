@@ -1,7 +1,7 @@
 """The papers' figures for one experiment, drawn from cached results only (see ``results.load_runs``).
 
-Every figure has one panel per dataset x architecture and one colour per method (the same colour in every
-figure of an experiment). Seed variation is a mean +- std band; collapsed masks (no input-output path left)
+Every figure has one panel per dataset x architecture and one colour and marker per method, the same in every
+figure of every experiment (``analysis.style``); legends and titles use display names. Seed variation is a mean +- std band; collapsed masks (no input-output path left)
 are marked with a black x, diverged runs with a red triangle on the bottom edge.
 """
 
@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from paibench.analysis.style import compression_text, method_style
 from paibench.utils import atomic_path
 
 FIGURES = {
@@ -34,7 +35,7 @@ def _plt():
     import seaborn as sns
 
     # Print-sized text: 'paper' context scaled up so a 2-column figure stays readable at column width.
-    sns.set_theme(style="whitegrid", context="paper", font_scale=1.15)
+    sns.set_theme(style="whitegrid", context="paper", font_scale=1.3)
     return plt, sns
 
 
@@ -51,8 +52,26 @@ def _grid(plt, n: int, width: float = 4.4, height: float = 3.5):
     return fig, list(axes.flat)[:max(n, 1)]
 
 
-def _palette(sns, methods) -> dict:
-    return dict(zip(methods, sns.color_palette("colorblind", max(1, len(methods)))))
+def _palette(runs: pd.DataFrame) -> dict:
+    """method label -> (display name, matplotlib style), ordered by display name; one style per method
+    setting in every figure of every experiment (analysis.style), whatever else is drawn beside it."""
+    rows = runs.drop_duplicates("method")
+    entries = {}
+    for _, r in rows.iterrows():
+        display = r.get("method_display", r["method"]) if isinstance(r.get("method_display"), str) else r["method"]
+        entries[r["method"]] = (display, method_style(r["method"], r["method_name"], r.get("method_options")))
+    ordered = sorted(entries.items(), key=lambda kv: (kv[1][0], kv[0]))
+    # Lines drawn first are drawn wider, so a line hidden exactly under a later one still shows as its rim.
+    n = len(ordered)
+    return {label: (display, {**style, "linewidth": 1.5 + 1.5 * (n - 1 - i) / max(1, n - 1)})
+            for i, (label, (display, style)) in enumerate(ordered)}
+
+
+def _title(here: pd.DataFrame, dataset: str, arch: str) -> str:
+    first = here.iloc[0] if len(here) else {}
+    d = first.get("dataset_display", dataset) if len(here) else dataset
+    a = first.get("arch_display", arch) if len(here) else arch
+    return f"{d} / {a}"
 
 
 def _save(fig, out_png: Path) -> list[Path]:
@@ -90,13 +109,22 @@ def _seed_stats(sub: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
     return out.sort_values("x")
 
 
-def _band(ax, stats: pd.DataFrame, color, label):
+def _line(ax, x, y, style: dict, label):
+    """One method's line: its colour, marker and line style; slightly transparent with hollow-edged markers,
+    so lines drawn on top of each other stay visible."""
+    ax.plot(x, y, marker=style["marker"], markersize=5, color=style["color"], linestyle=style["linestyle"],
+            linewidth=style.get("linewidth", 1.6), alpha=0.9, markeredgecolor="white", markeredgewidth=0.6,
+            label=label)
+
+
+def _band(ax, stats: pd.DataFrame, style: dict, label):
     stats = stats[np.isfinite(stats["x"]) & stats["mean"].notna()]
     if stats.empty:
         return
-    ax.plot(stats["x"], stats["mean"], marker="o", markersize=4, color=color, label=label)
+    _line(ax, stats["x"], stats["mean"], style, label)
     std = stats["std"].fillna(0.0)
-    ax.fill_between(stats["x"], stats["mean"] - std, stats["mean"] + std, color=color, alpha=0.2, linewidth=0)
+    ax.fill_between(stats["x"], stats["mean"] - std, stats["mean"] + std, color=style["color"], alpha=0.15,
+                    linewidth=0)
 
 
 def _mark_diverged(ax, sub: pd.DataFrame, x: str, labelled: set):
@@ -113,7 +141,7 @@ def _mark_diverged(ax, sub: pd.DataFrame, x: str, labelled: set):
 def _legend(ax):
     handles, labels = ax.get_legend_handles_labels()
     if handles:
-        ax.legend(handles, labels, fontsize=7, loc="best", frameon=True)
+        ax.legend(handles, labels, fontsize=8.5, loc="best", frameon=True, framealpha=0.85)
 
 
 def accuracy_label(runs: pd.DataFrame) -> str:
@@ -131,7 +159,7 @@ def accuracy_vs_compression(runs: pd.DataFrame, out_png: Path, axis: str = "nomi
     xcol = "nominal_compression" if axis == "nominal" else "effective_compression"
     panels = _panels(runs)
     pruned = runs[runs["method_name"] != "dense"]
-    palette = _palette(sns, sorted(pruned["method"].unique()))
+    palette = _palette(pruned)
     fig, axes = _grid(plt, len(panels))
     for ax, (dataset, arch) in zip(axes, panels):
         here = runs[(runs["dataset"] == dataset) & (runs["arch"] == arch)]
@@ -139,11 +167,11 @@ def accuracy_vs_compression(runs: pd.DataFrame, out_png: Path, axis: str = "nomi
         labelled: set = set()
         finite_x = sub[xcol][np.isfinite(sub[xcol])]
         right = float(finite_x.max()) * 1.6 if len(finite_x) else 10.0
-        for method, color in palette.items():
+        for method, (display, style) in palette.items():
             msub = sub[sub["method"] == method]
             if msub.empty:
                 continue
-            _band(ax, _seed_stats(msub, xcol, "accuracy_pct"), color, method)
+            _band(ax, _seed_stats(msub, xcol, "accuracy_pct"), style, display)
             col = msub[msub["collapsed"] & msub["accuracy_pct"].notna()]
             if not col.empty:
                 # A collapsed mask has infinite effective compression: drawn at the right edge of that axis.
@@ -160,7 +188,7 @@ def accuracy_vs_compression(runs: pd.DataFrame, out_png: Path, axis: str = "nomi
             _empty(ax)
         else:
             ax.set_xscale("log")
-        ax.set_title(f"{dataset} / {arch}")
+        ax.set_title(_title(here, dataset, arch))
         ax.set_xlabel(f"{axis} compression ratio (×, log scale)")
         ax.set_ylabel(accuracy_label(runs))
         _legend(ax)
@@ -170,13 +198,13 @@ def accuracy_vs_compression(runs: pd.DataFrame, out_png: Path, axis: str = "nomi
 def _pruned_panels(runs: pd.DataFrame):
     """Figure, and per (dataset, arch) panel its axis, title and the pruned runs of each method.
 
-    Yields (ax, sub, series): sub holds the panel's pruned runs, series maps method -> (color, its runs),
+    Yields (ax, sub, series): sub holds the panel's pruned runs, series maps method -> ((display, style), its runs),
     methods without runs left out. Panels without pruned runs are marked empty and not yielded.
     """
     plt, sns = _plt()
     pruned = runs[runs["method_name"] != "dense"]
     panels = _panels(pruned) or _panels(runs)
-    palette = _palette(sns, sorted(pruned["method"].unique()))
+    palette = _palette(pruned)
     fig, axes = _grid(plt, len(panels))
 
     def per_panel():
@@ -185,8 +213,8 @@ def _pruned_panels(runs: pd.DataFrame):
             if sub.empty:
                 _empty(ax)
                 continue
-            ax.set_title(f"{dataset} / {arch}")
-            series = {m: (c, sub[sub["method"] == m]) for m, c in palette.items()}
+            ax.set_title(_title(sub, dataset, arch))
+            series = {m: (entry, sub[sub["method"] == m]) for m, entry in palette.items()}
             yield ax, sub, {m: v for m, v in series.items() if not v[1].empty}
 
     return fig, per_panel()
@@ -197,13 +225,13 @@ def effective_vs_nominal(runs: pd.DataFrame, out_png: Path) -> list[Path]:
     fig, panels = _pruned_panels(runs)
     for ax, sub, series in panels:
         labelled: set = set()
-        for method, (color, msub) in series.items():
+        for method, ((display, style), msub) in series.items():
             stats = msub.groupby("compression").agg(
                 x=("nominal_compression", "mean"),
                 y=("effective_compression", lambda s: float(np.exp(np.log(s[np.isfinite(s)]).mean())) if np.isfinite(s).any() else math.inf),
             ).reset_index()
             fin = stats[np.isfinite(stats["y"])]
-            ax.plot(fin["x"], fin["y"], marker="o", markersize=4, color=color, label=method)
+            _line(ax, fin["x"], fin["y"], style, display)
             col = msub[~np.isfinite(msub["effective_compression"])]
             if not col.empty:
                 ax.scatter(col["nominal_compression"], np.full(len(col), 0.97), transform=ax.get_xaxis_transform(),
@@ -237,32 +265,46 @@ def layer_density(layers: pd.DataFrame, runs: pd.DataFrame, out_png: Path, wante
     pruned = runs[runs["method_name"] != "dense"]
     chosen = pick_profile_compression(pruned["compression"], wanted)
     panels = _panels(pruned) or _panels(runs)
-    palette = _palette(sns, sorted(pruned["method"].unique()))
+    palette = _palette(pruned)
     nlayers = int(layers["layer_index"].max()) + 1 if not layers.empty else 1
     fig, axes = _grid(plt, len(panels), width=max(4.4, 0.28 * nlayers + 1.5), height=3.8)
     for ax, (dataset, arch) in zip(axes, panels):
         sub = layers[(layers["dataset"] == dataset) & (layers["arch"] == arch)] if not layers.empty else layers
         if chosen is not None and not sub.empty:
             sub = sub[np.isclose(sub["compression"], chosen, rtol=1e-6)]
+        here = pruned[(pruned["dataset"] == dataset) & (pruned["arch"] == arch)]
+        title = _title(here, dataset, arch)
         if sub.empty:
             _empty(ax, "no mask statistics")
-            ax.set_title(f"{dataset} / {arch}")
+            ax.set_title(title)
             continue
         names = sub.drop_duplicates("layer_index").sort_values("layer_index")["layer"].tolist()
-        for method, color in palette.items():
+        positive = pd.concat([sub["density"], sub["effective_density"]])
+        positive = positive[positive > 0]
+        # A log axis cannot show 0: an effective density of 0 is drawn on a marked floor line below the
+        # smallest non-zero density, with its own marker and legend entry.
+        floor = float(positive.min()) / 4 if len(positive) else 1e-5
+        zero_labelled = False
+        for method, (display, style) in palette.items():
             msub = sub[sub["method"] == method]
             if msub.empty:
                 continue
             mean = msub.groupby("layer_index")[["density", "effective_density"]].mean().reset_index()
-            ax.plot(mean["layer_index"], mean["density"], marker="o", markersize=3.5, color=color, label=method)
-            # Effective density 0 cannot be drawn on a log axis; clip it to the axis floor instead.
-            eff = mean["effective_density"].clip(lower=1e-5)
-            ax.plot(mean["layer_index"], eff, linestyle="--", linewidth=1, color=color, alpha=0.8)
-        ax.plot([], [], linestyle="--", color="0.4", label="effective (dashed)")
+            _line(ax, mean["layer_index"], mean["density"], {**style, "linestyle": "-"}, display)
+            eff = mean["effective_density"].where(mean["effective_density"] > 0, floor)
+            ax.plot(mean["layer_index"], eff, linestyle=":", linewidth=1.3, color=style["color"], alpha=0.9)
+            zero = mean[mean["effective_density"] <= 0]
+            if not zero.empty:
+                ax.scatter(zero["layer_index"], np.full(len(zero), floor), marker="v", s=36, facecolors="none",
+                           edgecolors=style["color"], linewidths=1.2, zorder=6,
+                           label=None if zero_labelled else "effective density 0")
+                zero_labelled = True
+        ax.axhline(floor, color="0.6", linewidth=0.8, linestyle="-.")
+        ax.plot([], [], linestyle=":", color="0.4", label="effective (dotted)")
         ax.set_yscale("log")
         ax.set_xticks(range(len(names)))
-        ax.set_xticklabels([n.removesuffix(".weight") for n in names], rotation=70, ha="right", fontsize=6.5)
-        ax.set_title(f"{dataset} / {arch} at {chosen:g}× compression")
+        ax.set_xticklabels([n.removesuffix(".weight") for n in names], rotation=70, ha="right", fontsize=7.5)
+        ax.set_title(f"{title} at {compression_text(chosen)} compression")
         ax.set_xlabel("prunable layer (input → output)")
         ax.set_ylabel("kept fraction of layer weights (log scale)")
         _legend(ax)
@@ -273,9 +315,9 @@ def collapse_fraction(runs: pd.DataFrame, out_png: Path) -> list[Path]:
     """Figure 4: percentage of seeds whose mask is collapsed, against nominal compression."""
     fig, panels = _pruned_panels(runs)
     for ax, _, series in panels:
-        for method, (color, msub) in series.items():
+        for method, ((display, style), msub) in series.items():
             frac = msub.groupby("compression")["collapsed"].mean().mul(100).reset_index()
-            ax.plot(frac["compression"], frac["collapsed"], marker="o", markersize=4, color=color, label=method)
+            _line(ax, frac["compression"], frac["collapsed"], style, display)
         ax.set_xscale("log")
         ax.set_ylim(-5, 105)
         ax.set_xlabel("nominal compression ratio (×, log scale)")
@@ -289,18 +331,18 @@ def accuracy_vs_sparsity(runs: pd.DataFrame, out_png: Path) -> list[Path]:
     plt, sns = _plt()
     pruned = runs[runs["method_name"] != "dense"]
     panels = _panels(runs)
-    palette = _palette(sns, sorted(pruned["method"].unique()))
+    palette = _palette(pruned)
     fig, axes = _grid(plt, len(panels))
     ticks = [1.0 / (1.0 - s / 100.0) for s in FORCE_SPARSITIES]
     for ax, (dataset, arch) in zip(axes, panels):
         here = runs[(runs["dataset"] == dataset) & (runs["arch"] == arch)]
         sub = here[here["method_name"] != "dense"]
         labelled: set = set()
-        for method, color in palette.items():
+        for method, (display, style) in palette.items():
             msub = sub[sub["method"] == method]
             if msub.empty:
                 continue
-            _band(ax, _seed_stats(msub, "compression", "accuracy_pct"), color, method)
+            _band(ax, _seed_stats(msub, "compression", "accuracy_pct"), style, display)
             _mark_diverged(ax, msub, "compression", labelled)
         dense = here[here["method_name"] == "dense"]["accuracy_pct"].dropna()
         if len(dense):
@@ -312,7 +354,7 @@ def accuracy_vs_sparsity(runs: pd.DataFrame, out_png: Path) -> list[Path]:
         ax.set_xticks(ticks)
         ax.set_xticklabels([f"{s:g}" for s in FORCE_SPARSITIES])
         ax.minorticks_off()
-        ax.set_title(f"{dataset} / {arch}")
+        ax.set_title(_title(here, dataset, arch))
         ax.set_xlabel("sparsity (% of weights pruned)")
         ax.set_ylabel(accuracy_label(runs))
         _legend(ax)

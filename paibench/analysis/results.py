@@ -6,12 +6,14 @@ of ``results/`` without masks or model weights.
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from paibench.analysis.style import arch_display, dataset_display, method_display
 from paibench.utils import read_json
 
 # How metrics.json's "report" and the effective definitions read in a table's budget line.
@@ -65,8 +67,14 @@ def run_record(metrics_file: str | Path, effective_definition: str = "paths") ->
     status = m.get("status", "ok")
     eval_file = metrics_file.with_name("eval.json")
     evaluated = read_json(eval_file) if eval_file.exists() else {}
+    method_options = m.get("method_options") or {}
     row.update({
         "method_name": m["method"],
+        "method_options": json.dumps(method_options, sort_keys=True),
+        # names for legends and titles (analysis.style), the same in every figure and table
+        "method_display": method_display(row["method"], m["method"], method_options),
+        "arch_display": arch_display(row["arch"], m.get("arch", row["arch"]), m.get("arch_options")),
+        "dataset_display": dataset_display(row["dataset"]),
         "compression": float(m["compression"]),
         "nominal_compression": nominal,
         "effective_compression": effective,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ import pandas as pd
 
 from paibench.analysis.figures import FORCE_SPARSITIES
 from paibench.analysis.results import budget
+from paibench.analysis.style import compression_tex, compression_text
 from paibench.utils import atomic_path
 
 PAPERS = {
@@ -69,7 +71,7 @@ def cell(row) -> str:
 
 
 def _ratio(value: float) -> str:
-    return "∞ (collapsed)" if not math.isfinite(value) else f"{value:.3g}×"
+    return "∞ (collapsed)" if not math.isfinite(value) else compression_text(value)
 
 
 # ------------------------------------------------------------------------------------------- tables
@@ -80,8 +82,8 @@ def mica_table(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         cell(r) + ("" if r["method_name"] == "dense" else f" ({_ratio(r['effective_compression'])})")
         for _, r in s.iterrows()
     ]
-    s["column"] = [("dense" if m == "dense" else f"{c:g}×") for m, c in zip(s["method_name"], s["compression"])]
-    order = ["dense"] + [f"{c:g}×" for c in sorted(s.loc[s["method_name"] != "dense", "compression"].unique())]
+    s["column"] = [("dense" if m == "dense" else compression_text(c)) for m, c in zip(s["method_name"], s["compression"])]
+    order = ["dense"] + [compression_text(c) for c in sorted(s.loc[s["method_name"] != "dense", "compression"].unique())]
     wide = s.pivot_table(index=KEYS, columns="column", values="shown", aggfunc="first").reindex(columns=order)
     wide = wide.dropna(axis=1, how="all").astype(object).fillna("–").reset_index()
     wide.columns.name = None
@@ -154,7 +156,7 @@ def rreg_table(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
 
     wide = pd.DataFrame({
         "dataset": tidy["dataset"], "arch": tidy["arch"], "method": tidy["method"],
-        "compression": [f"{c:g}×" for c in tidy["compression"]],
+        "compression": [compression_text(c) for c in tidy["compression"]],
         "remaining (%)": [f"{v:.3g}" for v in tidy["remaining_pct"]],
         "effective remaining (%)": [f"{v:.3g}" if math.isfinite(v) else "0 (collapsed)" if v == 0 else "–"
                                     for v in tidy["effective_remaining_pct"].fillna(0.0)],
@@ -189,13 +191,29 @@ def tex_escape(text) -> str:
     return "".join(_TEX.get(ch, ch) for ch in str(text))
 
 
+_COMPRESSION = re.compile(r"(10\^\d+(?:\.\d+)?×|\d{1,3}(?:,\d{3})*(?:\.\d+)?×)")
+
+
+def tex_cell(text) -> str:
+    """Escaped LaTeX, with every compression written as a paper writes it ($10^{4.7}\\times$, $1{,}995\\times$)."""
+    out = []
+    for i, piece in enumerate(_COMPRESSION.split(str(text))):
+        if i % 2:
+            number = piece[:-1]
+            value = 10 ** float(number[3:]) if number.startswith("10^") else float(number.replace(",", ""))
+            out.append(compression_tex(value))
+        else:
+            out.append(tex_escape(piece))
+    return "".join(out)
+
+
 def to_latex(wide: pd.DataFrame, title: str, note: str, label: str) -> str:
     cols = list(wide.columns) if not wide.empty else ["(no runs)"]
     lines = [r"\begin{table}[t]", r"\centering", r"\small",
              rf"\caption{{{tex_escape(title)}. {tex_escape(note)}.}}", rf"\label{{tab:{label}}}",
              r"\begin{tabular}{" + "l" * min(3, len(cols)) + "r" * max(0, len(cols) - 3) + "}", r"\toprule",
-             " & ".join(tex_escape(c) for c in cols) + r" \\", r"\midrule"]
-    lines += [" & ".join(tex_escape(v) for v in row) + r" \\" for row in wide.itertuples(index=False)]
+             " & ".join(tex_cell(c) for c in cols) + r" \\", r"\midrule"]
+    lines += [" & ".join(tex_cell(v) for v in row) + r" \\" for row in wide.itertuples(index=False)]
     lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
     return "\n".join(lines)
 
