@@ -14,6 +14,10 @@ if not workflow.config_settings.configfiles:
 include: "workflow/rules/common.smk"
 
 
+# The report's start page (snakemake --report report.html): the workflow and the config actually used.
+report: "workflow/report/workflow.rst"
+
+
 wildcard_constraints:
     experiment=r"[^/]+",
     dataset=r"[^/]+",

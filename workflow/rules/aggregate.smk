@@ -3,8 +3,18 @@ rule aggregate:
         metrics=all_metrics(),
         evals=all_evals(),
     output:
-        runs="results/tables/runs.csv",
-        summary="results/tables/summary.csv",
+        runs=report(
+            "results/tables/runs.csv",
+            caption="../report/runs.rst",
+            category="tables",
+            subcategory="all runs",
+        ),
+        summary=report(
+            "results/tables/summary.csv",
+            caption="../report/summary.rst",
+            category="tables",
+            subcategory="all runs",
+        ),
         markdown="results/tables/summary.md",
     log:
         "logs/aggregate.log",
@@ -12,7 +22,7 @@ rule aggregate:
         listing="results/tables/.metrics-list.txt",
     localrule: True
     conda:
-        "../../envs/environment.yaml"
+        "../envs/paibench.yaml"
     run:
         # Thousands of paths would overflow one shell argument, so the list goes through a file.
         write_lines(params.listing, input.metrics)
@@ -23,12 +33,17 @@ rule plot:
     input:
         "results/tables/runs.csv",
     output:
-        png="results/figures/accuracy_vs_compression.png",
+        png=report(
+            "results/figures/accuracy_vs_compression.png",
+            caption="../report/accuracy_vs_compression.rst",
+            category="overview",
+            subcategory="accuracy vs compression",
+        ),
         pdf="results/figures/accuracy_vs_compression.pdf",
     log:
         "logs/plot.log",
     localrule: True
     conda:
-        "../../envs/environment.yaml"
+        "../envs/paibench.yaml"
     shell:
         "paibench plot --runs {input} --out {output.png} > {log} 2>&1"

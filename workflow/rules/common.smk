@@ -1,6 +1,7 @@
 # Helpers shared by all .smk files (the validated grid; wildcard -> CLI argument lookups).
 import hashlib
 import json
+import os
 from pathlib import Path
 import re
 import shlex
@@ -8,6 +9,10 @@ import sys
 
 from paibench.config import Grid, SCHEMA_PATH, load_config_file, mask_path
 from paibench.errors import PaibenchError
+
+# Under --sdm conda, workflow/envs/paibench.post-deploy.sh installs paibench into the rules' environment from
+# this checkout (Snakemake runs it from a copy under .snakemake/conda/, so it cannot find the checkout itself).
+os.environ.update(PAIBENCH_SOURCE=str(Path(workflow.basedir).resolve()))
 
 try:
     # Snakemake's YAML reader keeps the last of two equal keys silently: read each config file strictly first.

@@ -7,6 +7,6 @@ rule prepare_data:
         args=dataset_args,
     localrule: True
     conda:
-        "../../envs/environment.yaml"
+        "../envs/paibench.yaml"
     shell:
         "paibench prepare-data {params.args} --raw-dir resources/raw --out {output} > {log} 2>&1"

@@ -27,7 +27,7 @@ rule experiment_figures:
         ),
     localrule: True
     conda:
-        "../../envs/environment.yaml"
+        "../envs/paibench.yaml"
     run:
         # Thousands of paths would overflow one shell argument, so the list goes through a file.
         write_lines(params.listing, input.metrics)
@@ -61,7 +61,7 @@ rule paper_table:
         experiments=lambda wildcards: ",".join(paper_experiments(wildcards.paper)),
     localrule: True
     conda:
-        "../../envs/environment.yaml"
+        "../envs/paibench.yaml"
     run:
         write_lines(params.listing, input)
         shell(

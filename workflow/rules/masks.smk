@@ -16,7 +16,7 @@ rule mask:
         spec=mask_spec,
     threads: RES["mask_threads"]
     conda:
-        "../../envs/environment.yaml"
+        "../envs/paibench.yaml"
     shell:
         "OMP_NUM_THREADS={threads} paibench mask --dataset {params.dataset} {params.arch} {params.method} {params.budget}"
         " --compression {wildcards.compression} --seed {wildcards.seed} --data {input.data}"

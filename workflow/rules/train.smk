@@ -29,7 +29,7 @@ rule train:
         runtime=RES["train_runtime"],
         gpu=train_gpus,
     conda:
-        "../../envs/environment.yaml"
+        "../envs/paibench.yaml"
     shell:
         "OMP_NUM_THREADS={threads} paibench train --data {input.data} --mask {input.mask}"
         " --dataset {params.dataset} {params.arch} --seed {wildcards.seed} --threads {threads}"
@@ -64,7 +64,7 @@ for _pack in GRID.packs(run_done):
             mem_mb=RES["train_mem_mb"],
             runtime=RES["train_runtime"] * len(_pack),
         conda:
-            "../../envs/environment.yaml"
+            "../envs/paibench.yaml"
         shell:
             "OMP_NUM_THREADS={threads} paibench train-pack {params.members} --threads {threads}"
             " --train-config {params.train:q} > {log} 2>&1"
@@ -80,7 +80,7 @@ rule evaluate:
     log:
         "logs/evaluate/{experiment}/{dataset}/{arch}/{method}/c{compression}/s{seed}.log",
     conda:
-        "../../envs/environment.yaml"
+        "../envs/paibench.yaml"
     shell:
         "OMP_NUM_THREADS=1 paibench evaluate --data {input.data} --mask {input.mask} --model {input.model}"
         " --metrics {input.metrics} --out {output} > {log} 2>&1"
