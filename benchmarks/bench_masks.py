@@ -44,7 +44,8 @@ def _job(args):
     torch.set_num_threads(1)
     from paibench.data import DATASETS
     from paibench.models import ARCHS, build_model, prunable_parameters
-    from paibench.pruning import compute_masks, image_batches, init_seed, resolve_info
+    from paibench.pruning import compute_masks, init_seed, resolve_info
+    from paibench.tasks.image import class_balanced_batches as image_batches
     from paibench.pruning.core import PruneContext
     from paibench.pruning.methods import METHODS
     from paibench.pruning.stats import mask_statistics

@@ -179,8 +179,10 @@ def cmd_prepare(args) -> int:
     save_prepared(payload, args.out)
     # What the file was prepared from, beside it: a workflow whose dataset options changed prepares it again.
     write_json(Path(args.out).with_suffix(".json"), {"dataset": args.dataset, "options": options})
-    size = payload["x_train"].shape if payload["kind"] == "image" else payload["x"].shape
-    print(f"{args.out}: {payload['kind']} dataset {payload['name']} {tuple(size)}, {payload['num_classes']} classes")
+    from paibench.tasks import task_for
+
+    size = task_for(payload["kind"]).data_shape(payload)
+    print(f"{args.out}: {payload['kind']} dataset {payload['name']} {size}, {payload['num_classes']} classes")
     return 0
 
 
@@ -212,10 +214,10 @@ def content_run_key(mask: str, cfg: dict, dataset: str, arch: str, width: float,
 
     from paibench.pruning.maskio import load_mask
 
-    from paibench.training import NOT_RESULT_TRAIN_KEYS
+    from paibench.training.recipe import result_recipe
 
     _, meta = load_mask(mask)
-    recipe = {k: v for k, v in cfg.items() if k not in NOT_RESULT_TRAIN_KEYS}  # logging options seed nothing
+    recipe = result_recipe(cfg)  # logging options seed nothing
     what = json.dumps({"mask": meta.get("content_sha256") or sha256_file(mask), "dataset": dataset or meta.get("dataset"),
                        "arch": arch or meta.get("arch"), "width": width, "arch_options": arch_options, "seed": seed,
                        "train": recipe}, sort_keys=True)
@@ -417,7 +419,7 @@ def cmd_check_config(args) -> int:
     input_file("CONFIG", args.config, "config")
     grid = Grid(load_config_file(args.config), base_dir=args.base_dir)
     print(f"{args.config}: valid; {len(grid.runs)} runs in {len(grid.config['experiments'])} experiment(s)")
-    for line in describe(grid_size(grid)):
+    for line in describe(grid_size(grid, compute=args.estimate)):
         print(line, file=sys.stderr if line.startswith("warning") else sys.stdout)
     return 0
 
@@ -549,6 +551,9 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("check-config", help="validate a workflow config without running anything")
     c.add_argument("config", help="workflow config (YAML)")
     c.add_argument("--base-dir", default=".", help="folder relative dataset paths are resolved against")
+    c.add_argument("--estimate", action="store_true",
+                   help="also estimate GPU-hours of training and CPU-hours of masks (builds each architecture on "
+                        "torch's meta device; without it, checking a config imports no torch)")
     c.set_defaults(func=cmd_check_config)
 
     ls = sub.add_parser("list", help="list registered datasets, architectures and methods")

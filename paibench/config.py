@@ -24,12 +24,13 @@ from paibench.data import DATASETS
 from paibench.errors import PaibenchError
 from paibench.models import ARCHS
 from paibench.pruning.methods import METHODS
+from paibench.names import DENSE, PAPERS as PAPER_TITLES
 from paibench.registry import is_import_name
 from paibench.training import NOT_RESULT_TRAIN_KEYS, parse_train_config
 from paibench.utils import format_compression
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
-PAPERS = ("mica", "force", "rreg")  # the papers whose main tables paibench rebuilds (analysis/tables.py)
+PAPERS = tuple(PAPER_TITLES)  # the papers whose main tables paibench rebuilds (analysis/tables.py)
 DEFAULT_RESOURCES = {"train_threads": 1, "mask_threads": 1, "train_mem_mb": 4000, "train_runtime": 120}
 
 
@@ -46,6 +47,7 @@ def load_schema(schema_path: str | Path | None = None) -> dict:
     schema["$defs"]["dataset_name"]["enum"] = DATASETS.names()
     schema["$defs"]["arch_name"]["enum"] = ARCHS.names()
     schema["$defs"]["method_name"]["enum"] = METHODS.names()
+    schema["$defs"]["paper_name"] = {"enum": list(PAPERS)}
     return schema
 
 
@@ -235,11 +237,11 @@ class Grid:
     def _method(self, raw, where: str, mode: str | None, definition: str | None = None) -> MethodEntry:
         raw = {"name": raw} if isinstance(raw, str) else dict(raw)
         name, label, budget_from = raw.pop("name"), raw.pop("label", None), raw.pop("budget_from", None)
-        if mode and name != "dense":
+        if mode and name != DENSE:
             raw.setdefault("compression_mode", mode)
         # the experiment's effective rule matters only where an effective count is used
         uses_effective = raw.get("compression_mode") == "effective" or raw.get("budget_counts") == "effective"
-        if definition and name != "dense" and uses_effective:
+        if definition and name != DENSE and uses_effective:
             raw.setdefault("effective_definition", definition)
         spec = METHODS.get(name)
         if budget_from is not None:
@@ -299,7 +301,7 @@ class Grid:
         for d in datasets:
             for a in archs:
                 for m in methods:
-                    for c in (["1"] if m.name == "dense" else comps):
+                    for c in (["1"] if m.name == DENSE else comps):
                         for s in exp["seeds"]:
                             self.runs.append(Run(name, d.label, a.label, m.label, c, s))
 

@@ -35,22 +35,23 @@ def forward_macs(arch: str, info, width: float, options: dict) -> int:
 
 
 def _mask_flops(method: str, options: dict, macs: int) -> float:
-    """Rough FLOPs of computing one mask (forward + backward = 3 forward passes of 2 FLOPs per MAC)."""
+    """Rough FLOPs of computing one mask (forward + backward = 3 forward passes of 2 FLOPs per MAC): the
+    scoring passes its options ask for (rounds, T, num_batches of images); 0 for data-free budget methods."""
+    from paibench.pruning.methods import METHODS
+
+    options = METHODS.get(method).with_defaults(options)
     step = 6.0 * macs
-    if method == "synflow":
-        return options.get("rounds", 100) * step
-    images = options.get("samples_per_class", 10) * 10 if options.get("batching", "per_class") == "per_class" \
-        else options.get("batch_size", 128)
-    batches = max(1, int(options.get("num_batches", 1) or 1))
-    if method in ("snip", "grasp"):
-        return batches * images * step * (3 if method == "grasp" else 1)
-    if method in ("iter_snip", "force"):
-        return options.get("T", 10) * batches * images * step
-    return 0.0
+    passes = options.get("rounds") or options.get("T", 1)  # synflow's rounds; the iterative methods' T
+    if "samples_per_class" not in options:  # no data batches: data-free (synflow scores one all-ones input)
+        return passes * step if "rounds" in options else 0.0
+    images = options["samples_per_class"] * 10 if options["batching"] == "per_class" else options["batch_size"]
+    batches = max(1, int(options["num_batches"]))  # -1 (one pass) counted as 1: its size is the data's
+    return passes * batches * images * step * (3 if method == "grasp" else 1)
 
 
-def grid_size(grid) -> dict:
-    """Counts and rough costs of a validated Grid."""
+def grid_size(grid, compute: bool = False) -> dict:
+    """Counts of a validated Grid; with `compute`, rough training and mask costs too (builds each
+    architecture on the meta device for its multiply-accumulates: this part imports torch)."""
     macs_cache: dict[tuple, int] = {}
     info_cache: dict[str, object] = {}
 
@@ -71,6 +72,13 @@ def grid_size(grid) -> dict:
 
     masks = {(r.dataset, r.arch, r.method, r.compression, r.seed) for r in grid.runs}
     train_jobs = len(grid.packs(lambda run: False)) + sum(1 for r in grid.runs if grid.pack.get(r.experiment, 1) <= 1)
+    size = {
+        "runs": len(grid.runs), "experiments": len(grid.config["experiments"]), "masks": len(masks),
+        "jobs": len(grid.datasets) + len(masks) + train_jobs + len(grid.runs) + 3 + len(grid.config["experiments"]),
+        "train_jobs": train_jobs,
+    }
+    if not compute:
+        return size
     gpu_flops, examples_epochs, unknown = 0.0, 0, set()
     for r in grid.runs:
         spec = DATASETS.get(grid.datasets[r.dataset].type)
@@ -85,12 +93,8 @@ def grid_size(grid) -> dict:
     for dataset, arch, method, _, _ in masks:
         entry = grid.methods[method]
         mask_seconds += MASK_OVERHEAD_S + _mask_flops(entry.name, entry.options, macs_of(dataset, arch)) / CPU_FLOPS
-    return {
-        "runs": len(grid.runs), "experiments": len(grid.config["experiments"]), "masks": len(masks),
-        "jobs": len(grid.datasets) + len(masks) + train_jobs + len(grid.runs) + 3 + len(grid.config["experiments"]),
-        "train_jobs": train_jobs, "example_epochs": examples_epochs, "gpu_hours": gpu_flops / GPU_FLOPS / 3600,
-        "mask_cpu_hours": mask_seconds / 3600, "not_estimated": sorted(unknown),
-    }
+    return {**size, "example_epochs": examples_epochs, "gpu_hours": gpu_flops / GPU_FLOPS / 3600,
+            "mask_cpu_hours": mask_seconds / 3600, "not_estimated": sorted(unknown)}
 
 
 def describe(size: dict) -> list[str]:
@@ -98,16 +102,21 @@ def describe(size: dict) -> list[str]:
     lines = [
         f"  jobs: about {size['jobs']:,} ({size['masks']:,} masks, {size['train_jobs']:,} training jobs, "
         f"{size['runs']:,} evaluations, data preparation, tables and figures)",
-        f"  training: {size['example_epochs']:,} example-epochs, roughly {size['gpu_hours']:,.1f} GPU-hours at "
-        f"{GPU_FLOPS / 1e12:.0f} TFLOP/s sustained" + (
-            f" (not estimated: {', '.join(size['not_estimated'])}: size or FLOPs unknown before preparing)"
-            if size["not_estimated"] else ""),
-        f"  masks: roughly {size['mask_cpu_hours']:,.1f} CPU-hours",
     ]
+    if "gpu_hours" not in size:
+        lines.append("  (compute estimate: paibench check-config --estimate)")
+    else:
+        lines += [
+            f"  training: {size['example_epochs']:,} example-epochs, roughly {size['gpu_hours']:,.1f} GPU-hours at "
+            f"{GPU_FLOPS / 1e12:.0f} TFLOP/s sustained" + (
+                f" (not estimated: {', '.join(size['not_estimated'])}: size or FLOPs unknown before preparing)"
+                if size["not_estimated"] else ""),
+            f"  masks: roughly {size['mask_cpu_hours']:,.1f} CPU-hours",
+        ]
     if size["runs"] > WARN_RUNS:
         lines.append(f"warning: {size['runs']:,} runs is a very large grid (more than {WARN_RUNS:,}): planning alone "
                      f"takes minutes; split it into several configs unless this is intended")
-    if size["gpu_hours"] > WARN_GPU_HOURS:
+    if size.get("gpu_hours", 0.0) > WARN_GPU_HOURS:
         lines.append(f"warning: about {size['gpu_hours']:,.0f} GPU-hours of training (more than {WARN_GPU_HOURS:,.0f}); "
                      f"check epochs, seeds and compressions")
     return lines

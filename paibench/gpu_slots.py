@@ -23,19 +23,49 @@ from typing import Callable, Iterator
 from paibench.errors import PaibenchError
 
 
+def _torch_has_cuda() -> bool:
+    """Whether the installed torch is a CUDA build, read from its files (importing torch takes seconds, and
+    the workflow asks this while parsing)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("torch")
+    if spec is None or not spec.submodule_search_locations:
+        return False
+    lib = Path(list(spec.submodule_search_locations)[0]) / "lib"
+    return any(lib.glob("libtorch_cuda*")) or any(lib.glob("torch_cuda*.dll"))
+
+
+def _visible(listing: str, present: int | None) -> int:
+    """GPUs named by CUDA_VISIBLE_DEVICES (indices or UUIDs; enumeration stops at the first invalid entry)."""
+    count = 0
+    for entry in listing.split(","):
+        entry = entry.strip()
+        if not entry or entry.startswith("-") or (entry.isdigit() and present is not None and int(entry) >= present):
+            break
+        count += 1
+    return count
+
+
 def visible_gpu_count() -> int:
-    """GPUs this process may use, without initialising CUDA (so CUDA_VISIBLE_DEVICES can still change)."""
+    """GPUs this process may use, without importing torch or initialising CUDA (so CUDA_VISIBLE_DEVICES can
+    still change): the NVIDIA driver's device list, narrowed by CUDA_VISIBLE_DEVICES; 0 for a CPU build of
+    torch."""
     fake = os.environ.get("PAIBENCH_FAKE_GPU_COUNT")
     if fake is not None:
         try:
             return max(0, int(fake))
         except ValueError:
             raise PaibenchError(f"PAIBENCH_FAKE_GPU_COUNT: {fake!r} is not an integer; expected a count >= 0") from None
-    import torch
+    if not _torch_has_cuda():
+        return 0
+    driver = Path("/proc/driver/nvidia/gpus")
+    present = len(list(driver.iterdir())) if driver.is_dir() else None
+    listing = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if present is None:  # no Linux NVIDIA driver listing: ask torch (device_count() asks NVML, no CUDA context)
+        import torch
 
-    # device_count() asks NVML (and honours CUDA_VISIBLE_DEVICES) instead of creating a CUDA context;
-    # torch.cuda.is_available() would initialise the runtime and freeze the device list.
-    return torch.cuda.device_count() if torch.backends.cuda.is_built() else 0
+        return torch.cuda.device_count()
+    return present if listing is None else _visible(listing, present)
 
 
 def lock_dir() -> Path:

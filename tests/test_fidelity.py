@@ -23,7 +23,8 @@ from paibench.pruning.methods.expanders import collapsed_configuration_graph
 from paibench.pruning.methods.iterative import keep_schedule
 from paibench.pruning.methods.saliency import loss_of
 from paibench.pruning.stats import mask_statistics
-from paibench.training import ImageData, parse_train_config, summarize
+from paibench.tasks.image import ImageData
+from paibench.training import parse_train_config, summarize
 
 REPO = Path(__file__).resolve().parents[1]
 WIDTH = 0.125

@@ -37,9 +37,10 @@ def _mask(tmp_path, payload, method, compression=30, seed=0, name=None, options=
     return out, stats
 
 
-def _ctx(model, info, compression=20.0, options=None, batches=None, seed=0):
+def _ctx(model, info, compression=20.0, options=None, batches=None, seed=0, method="synflow"):
+    """A context as make_mask builds it: the method's options parsed (defaults filled from its table)."""
     return PruneContext(model, prunable_parameters(model), compression, torch.Generator().manual_seed(seed), info,
-                        dict(options or {}), batches)
+                        METHODS.get(method).parse_options(dict(options or {})), batches)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -114,7 +115,7 @@ def test_different_seeds_differ(tmp_path, digits_payload, method):
 
 @pytest.mark.parametrize("method", ["snip", "synflow", "force"])
 def test_budget_matches_own_mask(digits_payload, method):
-    from paibench.pruning import image_batches
+    from paibench.tasks.image import class_balanced_batches as image_batches
 
     info = DATASETS.get("digits").info({})
     model = build_model("vgg16", info, WIDTH, seed=0)
@@ -158,7 +159,7 @@ def test_snip_scores_equal_abs_w_times_grad():
     model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 5 * 5, 3))
     x, y = torch.randn(6, 1, 5, 5), torch.tensor([0, 1, 2, 0, 1, 2])
     info = DATASETS.get("digits").info({})
-    ctx = _ctx(model, info, options={"num_batches": 1}, batches=lambda n: iter([((x,), y)] * n))
+    ctx = _ctx(model, info, options={"num_batches": 1}, batches=lambda n: iter([((x,), y)] * n), method="snip")
     scores = snip_scores(ctx)
     assert all(p.grad is None for p in model.parameters())  # the run's model is left untouched
 
@@ -201,7 +202,7 @@ def test_synflow_leaves_model_signs_and_stats_untouched():
 
 def test_grasp_removes_highest_scores():
     from paibench.pruning.methods.saliency import grasp, grasp_scores
-    from paibench.pruning import image_batches
+    from paibench.tasks.image import class_balanced_batches as image_batches
     from paibench.data import DATASETS as D
 
     spec = D.get("digits")
@@ -211,7 +212,8 @@ def test_grasp_removes_highest_scores():
 
     def ctx():
         gen = torch.Generator().manual_seed(1)
-        return PruneContext(model, prunable_parameters(model), 10.0, gen, info, {"temperature": 200.0, "num_iters": 1},
+        return PruneContext(model, prunable_parameters(model), 10.0, gen, info,
+                            METHODS.get("grasp").parse_options({"temperature": 200.0, "num_iters": 1}),
                             image_batches(payload, 10, gen, torch.device("cpu")))
 
     scores = grasp_scores(ctx())
@@ -233,7 +235,7 @@ def test_force_and_iter_snip_differ_at_high_sparsity(tmp_path, digits_payload):
 
 def test_iter_snip_prunes_permanently_force_can_revive():
     """With 2 steps: iter_snip's final mask is inside its step-1 mask; FORCE's need not be."""
-    from paibench.pruning import image_batches
+    from paibench.tasks.image import class_balanced_batches as image_batches
     from paibench.pruning.methods.iterative import progressive
 
     spec = DATASETS.get("digits")
@@ -244,7 +246,8 @@ def test_iter_snip_prunes_permanently_force_can_revive():
     def run(force, steps, compression):
         gen = torch.Generator().manual_seed(5)
         ctx = PruneContext(model, prunable_parameters(model), compression, gen, info,
-                           {"T": steps, "num_batches": 1}, image_batches(payload, 10, gen, torch.device("cpu")))
+                           METHODS.get("force" if force else "iter_snip").parse_options({"T": steps, "num_batches": 1}),
+                           image_batches(payload, 10, gen, torch.device("cpu")))
         return progressive(ctx, force)
 
     # step 1 of a 2-step run at ratio c is a 1-step run at sqrt(c) with the same first batch
@@ -287,7 +290,7 @@ def test_budget_counts_exact_and_capped(method, compression):
     info = DATASETS.get("cifar10").info(DATASETS.get("cifar10").parse_options({}))
     model = build_model("vgg16", info, 0.25)
     spec = METHODS.get(method)
-    ctx = _ctx(model, info, compression, spec.parse_options({}))
+    ctx = _ctx(model, info, compression, {}, method=method)
     counts = spec.budget(ctx)
     assert sum(counts.values()) == ctx.target_kept
     assert all(0 <= counts[n] <= p.numel() for n, p in ctx.params.items())

@@ -119,7 +119,7 @@ def _hundred_classes(tmp_path):
 
 
 def test_top5_accuracy_for_100_classes(tmp_path):
-    from paibench.training import ImageData, evaluate_images
+    from paibench.tasks.image import ImageData, evaluate_images
 
     payload, path = _hundred_classes(tmp_path)
     data = ImageData(payload, torch.device("cpu"))

@@ -9,10 +9,11 @@ import yaml
 
 from conftest import REPO, planned_jobs, run_snakemake
 from paibench.config import Grid
+from paibench import names
 from paibench.training import TRAIN_OPTIONS
 
 PRESETS = sorted((REPO / "config" / "paper").glob("*.yaml"))
-PAPERS = ("mica", "force", "rreg")
+PAPERS = tuple(names.PAPERS)
 
 
 def _load(path: Path) -> dict:

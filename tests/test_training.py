@@ -53,7 +53,7 @@ def test_threads_zero_means_all_cores():
 
 
 def test_validation_split_is_stratified_fixed_and_disjoint():
-    from paibench.training import validation_indices
+    from paibench.tasks.image import validation_indices
 
     labels = torch.tensor([0] * 50 + [1] * 30 + [2] * 21)[torch.randperm(101, generator=torch.Generator().manual_seed(3))]
     held = validation_indices(labels, 0.2)
@@ -97,7 +97,7 @@ def test_val_fraction_holds_out_images_and_selects_best_on_validation(tmp_path, 
 def test_decay_scope_all_decays_biases_and_norm_parameters(tmp_path):
     from torch import nn
 
-    from paibench.training import _optimizer
+    from paibench.training.recipe import model_optimizer as _optimizer
 
     model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.Flatten(), nn.Linear(2, 3))
     for scope, undecayed in (("weights", 4), ("all", 0)):  # conv bias, BN weight and bias, linear bias

@@ -141,7 +141,7 @@ def test_ogbn_arxiv_root_without_release_file_is_refused(tmp_path):
 def test_graph_accuracy_uses_ogb_evaluator(monkeypatch):
     from ogb.nodeproppred import Evaluator
 
-    from paibench import training
+    from paibench.tasks import node as training
 
     calls = []
     original = Evaluator.eval

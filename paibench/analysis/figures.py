@@ -14,17 +14,9 @@ import numpy as np
 import pandas as pd
 
 from paibench.analysis.style import compression_text, method_style
+from paibench.names import DENSE, FIGURES, FORCE_SPARSITIES  # noqa: F401 (FIGURES: the names drawn)
 from paibench.utils import atomic_path
 
-FIGURES = {
-    "accuracy_nominal": "accuracy vs nominal compression",
-    "accuracy_effective": "accuracy vs effective compression",
-    "effective_vs_nominal": "effective vs nominal compression",
-    "layer_density": "per-layer density profile",
-    "collapse": "layer collapse",
-    "accuracy_vs_sparsity": "accuracy vs sparsity (FORCE view)",
-}
-FORCE_SPARSITIES = (90.0, 95.0, 98.0, 99.0, 99.5, 99.9)
 
 
 def _plt():
@@ -158,12 +150,12 @@ def accuracy_vs_compression(runs: pd.DataFrame, out_png: Path, axis: str = "nomi
     plt, sns = _plt()
     xcol = "nominal_compression" if axis == "nominal" else "effective_compression"
     panels = _panels(runs)
-    pruned = runs[runs["method_name"] != "dense"]
+    pruned = runs[runs["method_name"] != DENSE]
     palette = _palette(pruned)
     fig, axes = _grid(plt, len(panels))
     for ax, (dataset, arch) in zip(axes, panels):
         here = runs[(runs["dataset"] == dataset) & (runs["arch"] == arch)]
-        sub = here[here["method_name"] != "dense"]
+        sub = here[here["method_name"] != DENSE]
         labelled: set = set()
         finite_x = sub[xcol][np.isfinite(sub[xcol])]
         right = float(finite_x.max()) * 1.6 if len(finite_x) else 10.0
@@ -181,7 +173,7 @@ def accuracy_vs_compression(runs: pd.DataFrame, out_png: Path, axis: str = "nomi
                            ("collapsed (eff. ∞, at right)" if axis == "effective" else "collapsed mask"))
                 labelled.add("collapsed")
             _mark_diverged(ax, msub, xcol, labelled)
-        dense = here[here["method_name"] == "dense"]["accuracy_pct"].dropna()
+        dense = here[here["method_name"] == DENSE]["accuracy_pct"].dropna()
         if len(dense):
             ax.axhline(dense.mean(), color="0.3", linestyle="--", linewidth=1.2, label=f"dense ({dense.mean():.1f}%)")
         if sub.empty and dense.empty:
@@ -202,7 +194,7 @@ def _pruned_panels(runs: pd.DataFrame):
     methods without runs left out. Panels without pruned runs are marked empty and not yielded.
     """
     plt, sns = _plt()
-    pruned = runs[runs["method_name"] != "dense"]
+    pruned = runs[runs["method_name"] != DENSE]
     panels = _panels(pruned) or _panels(runs)
     palette = _palette(pruned)
     fig, axes = _grid(plt, len(panels))
@@ -262,7 +254,7 @@ def pick_profile_compression(compressions, wanted: float | None) -> float | None
 def layer_density(layers: pd.DataFrame, runs: pd.DataFrame, out_png: Path, wanted: float | None = None) -> list[Path]:
     """Figure 3: each layer's kept fraction (solid) and effective fraction (dashed) at one compression."""
     plt, sns = _plt()
-    pruned = runs[runs["method_name"] != "dense"]
+    pruned = runs[runs["method_name"] != DENSE]
     chosen = pick_profile_compression(pruned["compression"], wanted)
     panels = _panels(pruned) or _panels(runs)
     palette = _palette(pruned)
@@ -329,14 +321,14 @@ def collapse_fraction(runs: pd.DataFrame, out_png: Path) -> list[Path]:
 def accuracy_vs_sparsity(runs: pd.DataFrame, out_png: Path) -> list[Path]:
     """Figure 5: accuracy against sparsity in percent, ticks at FORCE's 90 .. 99.9 % (axis linear in log 1/(1-s))."""
     plt, sns = _plt()
-    pruned = runs[runs["method_name"] != "dense"]
+    pruned = runs[runs["method_name"] != DENSE]
     panels = _panels(runs)
     palette = _palette(pruned)
     fig, axes = _grid(plt, len(panels))
     ticks = [1.0 / (1.0 - s / 100.0) for s in FORCE_SPARSITIES]
     for ax, (dataset, arch) in zip(axes, panels):
         here = runs[(runs["dataset"] == dataset) & (runs["arch"] == arch)]
-        sub = here[here["method_name"] != "dense"]
+        sub = here[here["method_name"] != DENSE]
         labelled: set = set()
         for method, (display, style) in palette.items():
             msub = sub[sub["method"] == method]
@@ -344,7 +336,7 @@ def accuracy_vs_sparsity(runs: pd.DataFrame, out_png: Path) -> list[Path]:
                 continue
             _band(ax, _seed_stats(msub, "compression", "accuracy_pct"), style, display)
             _mark_diverged(ax, msub, "compression", labelled)
-        dense = here[here["method_name"] == "dense"]["accuracy_pct"].dropna()
+        dense = here[here["method_name"] == DENSE]["accuracy_pct"].dropna()
         if len(dense):
             ax.axhline(dense.mean(), color="0.3", linestyle="--", linewidth=1.2, label=f"dense ({dense.mean():.1f}%)")
         ax.set_xscale("log")
@@ -368,11 +360,16 @@ def draw_experiment(runs: pd.DataFrame, layers: pd.DataFrame, out_dir: str | Pat
     out_dir.mkdir(parents=True, exist_ok=True)
     if runs.empty:
         raise ValueError("no runs to draw")
+    draw = {
+        "accuracy_nominal": lambda out: accuracy_vs_compression(runs, out, "nominal"),
+        "accuracy_effective": lambda out: accuracy_vs_compression(runs, out, "effective"),
+        "effective_vs_nominal": lambda out: effective_vs_nominal(runs, out),
+        "layer_density": lambda out: layer_density(layers, runs, out, profile_compression),
+        "collapse": lambda out: collapse_fraction(runs, out),
+        "accuracy_vs_sparsity": lambda out: accuracy_vs_sparsity(runs, out),
+    }
+    assert set(draw) == set(FIGURES), "every figure named in paibench.names.FIGURES is drawn here"
     written = []
-    written += accuracy_vs_compression(runs, out_dir / "accuracy_nominal.png", "nominal")
-    written += accuracy_vs_compression(runs, out_dir / "accuracy_effective.png", "effective")
-    written += effective_vs_nominal(runs, out_dir / "effective_vs_nominal.png")
-    written += layer_density(layers, runs, out_dir / "layer_density.png", profile_compression)
-    written += collapse_fraction(runs, out_dir / "collapse.png")
-    written += accuracy_vs_sparsity(runs, out_dir / "accuracy_vs_sparsity.png")
+    for name in FIGURES:
+        written += draw[name](out_dir / f"{name}.png")
     return written

@@ -13,9 +13,11 @@ import json
 import math
 import re
 
+from paibench.names import DENSE
+
 # Display names of the built-in entries; a plug-in's name is shown as it is.
 METHOD_NAMES = {
-    "dense": "Dense", "random": "Random", "er": "ER", "erk": "ERK", "igq": "IGQ", "magnitude": "Magnitude",
+    DENSE: "Dense", "random": "Random", "er": "ER", "erk": "ERK", "igq": "IGQ", "magnitude": "Magnitude",
     "snip": "SNIP", "grasp": "GraSP", "synflow": "SynFlow", "iter_snip": "Iterative SNIP", "force": "FORCE",
     "mica": "MiCA", "rpi": "RPI", "xnet": "X-Net", "rreg": "RReg", "random_graph": "Random graph",
 }
@@ -38,7 +40,7 @@ METHOD_COLORS = {
     "random": "#949494", "er": "#ca9161", "erk": "#56b4e9", "igq": "#fbafe4", "magnitude": "#ece133",
     "snip": "#029e73", "grasp": "#cc78bc", "synflow": "#d55e00", "iter_snip": "#0173b2", "force": "#de8f05",
     "mica": "#de8f05", "rpi": "#0173b2", "xnet": "#029e73", "rreg": "#d55e00", "random_graph": "#949494",
-    "dense": "#333333",
+    DENSE: "#333333",
 }
 _MARKERS = ["o", "s", "^", "D", "v", "P", "X", "<", ">", "h", "*"]
 BUDGET_MARKERS = {"erk": "o", "igq": "s", "snip": "^", "grasp": "D", "synflow": "v", "er": "P", "random": "X",

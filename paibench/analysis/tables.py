@@ -21,16 +21,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from paibench.analysis.figures import FORCE_SPARSITIES
 from paibench.analysis.results import budget
 from paibench.analysis.style import compression_tex, compression_text
+from paibench.names import DENSE, FORCE_SPARSITIES, PAPERS, RANDOM, TABLE_FORMATS
 from paibench.utils import atomic_path
 
-PAPERS = {
-    "mica": "MiCA (TMLR 2024): accuracy (%) at each nominal compression; effective compression in parentheses",
-    "force": "FORCE (ICLR 2021): accuracy (%) at each sparsity",
-    "rreg": "RReg (CVPR-W 2023): remaining parameters and accuracy (%); Δ against random pruning",
-}
 KEYS = ["dataset", "arch", "method"]
 
 
@@ -79,11 +74,11 @@ def mica_table(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     s = seed_summary(runs)
     tidy = s.copy()
     s["shown"] = [
-        cell(r) + ("" if r["method_name"] == "dense" else f" ({_ratio(r['effective_compression'])})")
+        cell(r) + ("" if r["method_name"] == DENSE else f" ({_ratio(r['effective_compression'])})")
         for _, r in s.iterrows()
     ]
-    s["column"] = [("dense" if m == "dense" else compression_text(c)) for m, c in zip(s["method_name"], s["compression"])]
-    order = ["dense"] + [compression_text(c) for c in sorted(s.loc[s["method_name"] != "dense", "compression"].unique())]
+    s["column"] = [(DENSE if m == DENSE else compression_text(c)) for m, c in zip(s["method_name"], s["compression"])]
+    order = [DENSE] + [compression_text(c) for c in sorted(s.loc[s["method_name"] != DENSE, "compression"].unique())]
     wide = s.pivot_table(index=KEYS, columns="column", values="shown", aggfunc="first").reindex(columns=order)
     wide = wide.dropna(axis=1, how="all").astype(object).fillna("–").reset_index()
     wide.columns.name = None
@@ -93,8 +88,8 @@ def mica_table(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
 def force_table(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     s = seed_summary(runs)
     s["sparsity_pct"] = 100.0 * (1.0 - 1.0 / s["compression"])
-    dense = s[s["method_name"] == "dense"]
-    pruned = s[s["method_name"] != "dense"].copy()
+    dense = s[s["method_name"] == DENSE]
+    pruned = s[s["method_name"] != DENSE].copy()
     # A compression belongs to a FORCE column when its sparsity matches to 4 significant digits.
     pruned["level"] = [next((lv for lv in FORCE_SPARSITIES if math.isclose(sp, lv, rel_tol=1e-4)), None)
                        for sp in pruned["sparsity_pct"]]
@@ -136,16 +131,16 @@ def rreg_table(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     s = seed_summary(runs)
     rows = []
     for (dataset, arch), g in s.groupby(["dataset", "arch"], sort=True):
-        rand = g[g["method_name"] == "random"]
+        rand = g[g["method_name"] == RANDOM]
         # Prefer the plain 'random' label when several random variants were run.
-        if "random" in set(rand["method"]):
-            rand = rand[rand["method"] == "random"]
+        if RANDOM in set(rand["method"]):
+            rand = rand[rand["method"] == RANDOM]
         elif len(rand):
             rand = rand[rand["method"] == sorted(rand["method"].unique())[0]]
         for _, r in g.iterrows():
             same_c = rand[np.isclose(rand["compression"], r["compression"], rtol=1e-6)]["accuracy_mean_pct"]
-            delta = r["accuracy_mean_pct"] - same_c.iloc[0] if len(same_c) and r["method_name"] not in ("random", "dense") else float("nan")
-            at_eff = _random_at(rand, r["effective_remaining_pct"]) if r["method_name"] not in ("random", "dense") else float("nan")
+            delta = r["accuracy_mean_pct"] - same_c.iloc[0] if len(same_c) and r["method_name"] not in (RANDOM, DENSE) else float("nan")
+            at_eff = _random_at(rand, r["effective_remaining_pct"]) if r["method_name"] not in (RANDOM, DENSE) else float("nan")
             rows.append({**r.to_dict(), "delta_vs_random_pct_points": delta, "delta_vs_random_same_effective_pct_points": r["accuracy_mean_pct"] - at_eff})
     tidy = pd.DataFrame(rows)
     if tidy.empty:
@@ -228,7 +223,7 @@ def write_paper_table(paper: str, runs: pd.DataFrame, out_dir: str | Path, exper
         tidy, wide = BUILDERS[paper](sel)
         tidy.insert(0, "experiments", ",".join(sorted(sel["experiment"].unique())))
     note = budget(sel) + f"; experiments: {', '.join(experiments) or 'none'}"
-    paths = {ext: out_dir / f"{paper}.{ext}" for ext in ("csv", "json", "md", "tex")}
+    paths = {ext: out_dir / f"{paper}.{ext}" for ext in TABLE_FORMATS}
     with atomic_path(paths["csv"]) as tmp:  # plain CSV (pandas.read_csv reads it as is)
         Path(tmp).write_text(tidy.to_csv(index=False))
     with atomic_path(paths["json"]) as tmp:  # what the CSV's rows do not say: the title and the budget line

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-import torch
 
+from paibench.lazy import torch  # imported when first used (no torch to read a config)
 from paibench.options import Option, parse_options
 from paibench.utils import atomic_path
 

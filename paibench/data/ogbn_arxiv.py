@@ -18,8 +18,8 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-import torch
 
+from paibench.lazy import torch  # imported when first used (no torch to read a config)
 from paibench.data.base import DatasetInfo, DatasetSpec
 from paibench.errors import PaibenchError
 from paibench.options import Option

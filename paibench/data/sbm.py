@@ -6,8 +6,8 @@ Features alone are deliberately noisy so that a model that uses the edges does b
 from __future__ import annotations
 
 import numpy as np
-import torch
 
+from paibench.lazy import torch  # imported when first used (no torch to read a config)
 from paibench.data.base import DatasetInfo, DatasetSpec
 from paibench.options import Option
 

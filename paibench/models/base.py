@@ -7,33 +7,26 @@ biases and normalisation parameters are never pruned. Graph layers hold their we
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
-
-import torch
-from torch import nn
-
 from paibench.data.base import DatasetInfo
-from paibench.options import Option, parse_options
+from paibench.lazy import nn, torch  # imported when first used (no torch to read a config)
+from paibench.models.spec import ArchSpec  # noqa: F401 (its old home; plug-ins import it from here)
 
-PRUNABLE_TYPES = (nn.Conv2d, nn.Linear)
+
+def prunable_types() -> tuple[type, ...]:
+    """The module types whose ``weight`` is prunable."""
+    return (nn.Conv2d, nn.Linear)
 
 
-@dataclass(frozen=True)
-class ArchSpec:
-    name: str
-    kind: str  # "image" or "graph": the dataset kind it runs on
-    build: Callable[..., nn.Module]  # build(info: DatasetInfo, width: float, **options)
-    options: Mapping[str, Option] = field(default_factory=dict)
-    description: str = ""
-
-    def parse_options(self, raw: Mapping[str, Any], field_name: str = "arch") -> dict[str, Any]:
-        return parse_options(self.options, raw, field_name)
+def __getattr__(name: str):
+    if name == "PRUNABLE_TYPES":  # a constant once; a function now so that importing this module needs no torch
+        return prunable_types()
+    raise AttributeError(f"module 'paibench.models.base' has no attribute {name!r}")
 
 
 def prunable_modules(model: nn.Module) -> dict[str, nn.Module]:
     """Modules owning a prunable weight, keyed by module name, in registration order."""
-    return {name: m for name, m in model.named_modules() if isinstance(m, PRUNABLE_TYPES)}
+    types = prunable_types()
+    return {name: m for name, m in model.named_modules() if isinstance(m, types)}
 
 
 def prunable_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
@@ -44,7 +37,7 @@ def prunable_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
 def kaiming_init(model: nn.Module) -> None:
     """Kaiming-normal conv/linear weights (fan-in, ReLU gain), zero biases, unit BN: the CIFAR papers' init."""
     for m in model.modules():
-        if isinstance(m, PRUNABLE_TYPES):
+        if isinstance(m, prunable_types()):
             nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
@@ -57,14 +50,11 @@ def scaled(channels: int, width: float) -> int:
     return max(1, int(round(channels * width)))
 
 
-def example_input(info: DatasetInfo, batch: int = 1, dtype=torch.float32, fill: float | None = 1.0):
-    """A forward input for `info`: images (B, C, H, W), or a graph of `batch` self-looped nodes."""
-    make = (lambda *s: torch.full(s, fill, dtype=dtype)) if fill is not None else (lambda *s: torch.randn(*s, dtype=dtype))
-    if info.kind == "image":
-        return (make(batch, info.channels, *info.size),)
-    idx = torch.arange(batch)
-    adj = torch.sparse_coo_tensor(torch.stack([idx, idx]), torch.ones(batch, dtype=dtype), (batch, batch)).coalesce()
-    return (make(batch, info.num_features), adj)
+def example_input(info: DatasetInfo, batch: int = 1, dtype=None, fill: float | None = 1.0):
+    """A forward input for `info` (float32 unless `dtype` is given): its task's (paibench.tasks)."""
+    from paibench.tasks import task_for
+
+    return task_for(info.kind).example_input(info, batch, dtype, fill)
 
 
 def weight_uses(model: nn.Module, inputs: tuple) -> dict[str, int]:

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Iterator, Mapping
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
 
 from paibench.data.base import DatasetInfo
-from paibench.options import Option, parse_options, recorded_options
+from paibench.lazy import nn, torch  # imported when first used (no torch to read a config)
+from paibench.options import REQUIRED, Option, parse_options, recorded_options
 
-Masks = dict[str, torch.Tensor]
+if TYPE_CHECKING:
+    import torch as _torch
+
+Masks = dict[str, "_torch.Tensor"]  # parameter name -> bool tensor, True = kept
 
 
 @dataclass
@@ -75,6 +76,11 @@ class MethodSpec:
     @property
     def all_options(self) -> dict[str, Option]:
         return {**COMMON_OPTIONS, **self.options}
+
+    def with_defaults(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """`values` with every option it lacks at its declared default (the one place a default lives), so
+        a method reads ``ctx.options[key]`` and never repeats a default at the use site."""
+        return {**{k: o.default for k, o in self.all_options.items() if o.default is not REQUIRED}, **values}
 
     def recorded(self, values: Mapping[str, Any]) -> dict[str, Any]:
         """The options a mask's seed and metadata record (paibench.options.recorded_options)."""

@@ -36,7 +36,7 @@ import copy
 import torch
 from torch import nn
 
-from paibench.models.base import PRUNABLE_TYPES, example_input
+from paibench.models.base import example_input, prunable_types
 
 
 class _Binarize(torch.autograd.Function):
@@ -70,7 +70,7 @@ def _connectivity_model(model: nn.Module, masks: dict[str, torch.Tensor], source
             if isinstance(m, nn.Dropout):
                 m.p = 0.0
     for m in net.modules():
-        if isinstance(m, PRUNABLE_TYPES):
+        if isinstance(m, prunable_types()):
             m.register_forward_hook(lambda mod, inp, out: _Binarize.apply(out))
     return net
 

@@ -23,10 +23,9 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 
-import torch
-from torch import nn
 
-from paibench.models.base import PRUNABLE_TYPES, example_input, prunable_modules
+from paibench.lazy import torch, nn  # imported when first used (no torch to read a config)
+from paibench.models.base import example_input, prunable_modules, prunable_types
 
 INPUT = "<input>"
 OUTPUT = "<output>"
@@ -148,4 +147,4 @@ def input_reach(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
     raise TypeError(f"not a prunable module: {type(module).__name__}")
 
 
-__all__ = ["INPUT", "OUTPUT", "LayerGraph", "LayerNode", "layer_graph", "input_reach", "PRUNABLE_TYPES"]
+__all__ = ["INPUT", "OUTPUT", "LayerGraph", "LayerNode", "layer_graph", "input_reach"]

@@ -1,22 +1,9 @@
 # Helpers of figures.smk: which cached results feed each experiment's figures and each paper's table.
-FIGURE_NAMES = [
-    "accuracy_nominal",
-    "accuracy_effective",
-    "effective_vs_nominal",
-    "layer_density",
-    "collapse",
-    "accuracy_vs_sparsity",
-]
-# Report subcategory of each figure (the report groups figures by experiment, then by this).
-FIGURE_GROUPS = {
-    "accuracy_nominal": "accuracy vs compression",
-    "accuracy_effective": "accuracy vs compression",
-    "effective_vs_nominal": "effective compression",
-    "layer_density": "per-layer density",
-    "collapse": "layer collapse",
-    "accuracy_vs_sparsity": "accuracy vs sparsity (FORCE)",
-}
-PAPER_NAMES = ["mica", "force", "rreg"]
+from paibench.names import DENSE, FIGURES, PAPERS, TABLE_FORMATS
+
+FIGURE_NAMES = list(FIGURES)
+FIGURE_GROUPS = {name: group for name, (_, group) in FIGURES.items()}  # report subcategory of each figure
+PAPER_NAMES = list(PAPERS)
 EXPERIMENTS = sorted({run.experiment for run in RUNS})
 PROFILE_COMPRESSION = config.get("figures", {}).get("profile_compression")
 # Which effective compression figures and tables show: paths (paibench's) or mica (the MiCA reference's rule).
@@ -25,10 +12,10 @@ EFFECTIVE_DEFINITION = config.get("figures", {}).get("effective_definition", "pa
 
 def experiment_results(wildcards):
     runs = [run for run in RUNS if run.experiment == wildcards.experiment]
-    stats = [str(Path(run.mask).with_suffix(".json")) for run in runs if run.method != "dense"]
+    pruned = [run for run in runs if GRID.methods[run.method].name != DENSE]  # dense masks have no statistics to draw
     return {
         "metrics": [cached_result(run, f"{run.run_dir}/metrics.json") for run in runs],
-        "stats": [cached_result(run, path) for run, path in zip([r for r in runs if r.method != "dense"], stats)],
+        "stats": [cached_result(run, str(Path(run.mask).with_suffix(".json"))) for run in pruned],
     }
 
 
@@ -47,4 +34,4 @@ def figure_files(experiment, ext="png"):
 
 FIGURES_TARGETS = [
     f for exp in EXPERIMENTS for ext in ("png", "pdf") for f in figure_files(exp, ext)
-] + [f"results/tables/{paper}.{ext}" for paper in PAPER_NAMES for ext in ("csv", "md", "tex")]
+] + [f"results/tables/{paper}.{ext}" for paper in PAPER_NAMES for ext in TABLE_FORMATS]

@@ -6,10 +6,11 @@ from paibench.pruning.core import MethodSpec
 from paibench.pruning.methods import basic
 from paibench.pruning.methods import budgets, iterative, saliency
 from paibench.pruning.methods import expanders, mica
+from paibench.names import DENSE
 from paibench.registry import Registry
 
 METHODS: Registry[MethodSpec] = Registry("method", group="paibench.methods", item_type=MethodSpec)
-METHODS.add("dense", basic.DENSE)
+METHODS.add(DENSE, basic.DENSE)
 METHODS.add("random", basic.RANDOM)
 METHODS.add("erk", basic.ERK)
 METHODS.add("er", budgets.ER)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import math
 
-import torch
 
+from paibench.lazy import torch  # imported when first used (no torch to read a config)
+from paibench import names
 from paibench.options import Option
 from paibench.pruning.core import MethodSpec, PruneContext, allocate, budget_method, numels
 
@@ -56,11 +57,11 @@ def erk_densities(shapes: dict[str, torch.Size], density: float, power: float = 
 def erk_budget(ctx: PruneContext) -> dict[str, int]:
     shapes = {n: p.shape for n, p in ctx.params.items()}
     sizes = numels(ctx.params)
-    dens = erk_densities(shapes, ctx.target_kept / ctx.total, ctx.options.get("power", 1.0), kernel=True)
+    dens = erk_densities(shapes, ctx.target_kept / ctx.total, ctx.options["power"], kernel=True)
     return allocate(sizes, {n: dens[n] * sizes[n] for n in sizes}, ctx.target_kept)
 
 
-DENSE = MethodSpec("dense", dense, data_free=True, description="no pruning (compression 1)")
+DENSE = MethodSpec(names.DENSE, dense, data_free=True, description="no pruning (compression 1)")
 RANDOM = MethodSpec("random", budget_method(uniform_budget), data_free=True, budget=uniform_budget,
                     description="uniform density per layer, exact counts, random positions")
 ERK = MethodSpec("erk", budget_method(erk_budget), data_free=True, budget=erk_budget,

@@ -49,8 +49,8 @@ import json
 import math
 
 import numpy as np
-import torch
 
+from paibench.lazy import torch  # imported when first used (no torch to read a config)
 from paibench.errors import PaibenchError
 from paibench.options import Option
 from paibench.pruning.core import MethodSpec, PruneContext
@@ -72,8 +72,8 @@ def _taps(shape) -> int:
 def layer_degrees(ctx: PruneContext) -> dict[str, int]:
     """Degree of the larger side per layer (module docstring: global or solved from the compression)."""
     shapes = {n: tuple(p.shape) for n, p in ctx.params.items()}
-    orientation = ctx.options.get("orientation", "larger")
-    fixed = int(ctx.options.get("degree", 0))
+    orientation = ctx.options.get("orientation", _ORIENTATION.default)  # rreg has no such option: always larger
+    fixed = int(ctx.options["degree"])
     if fixed > 0:
         widest = max(_sides(s, orientation)[1] for s in shapes.values())
         if fixed >= widest:  # every layer would be dense: a mislabelled dense run
@@ -213,7 +213,7 @@ def _draw(kind: str, n_l: int, n_s: int, d: int, options, gen: torch.Generator) 
         return random_channel_graph(n_l, n_s, d, gen)
     from paibench.pruning.stats import expansion_on, random_subsets
 
-    draw = collapsed_configuration_graph if options.get("multi_edges", "swap") == "collapse" else rreg_graph
+    draw = collapsed_configuration_graph if options["multi_edges"] == "collapse" else rreg_graph
     # Every candidate is scored on the same random subsets: a fair comparison, and the subsets (the costly
     # part at 1,000 per side) are drawn once per layer instead of once per candidate.
     rows = random_subsets(n_l, int(options["subsets"]), gen)
@@ -228,15 +228,15 @@ def _draw(kind: str, n_l: int, n_s: int, d: int, options, gen: torch.Generator) 
 
 
 def validate(options, field: str) -> None:
-    if int(options.get("degree", 0)) > 0 and options.get("compression_mode") == "effective":
+    if int(options["degree"]) > 0 and options["compression_mode"] == "effective":
         raise PaibenchError(f"{field}.degree: {options['degree']!r} is not allowed with compression_mode=effective "
                             f"(a fixed degree fixes the compression); expected degree 0, which solves degrees "
                             f"from the target")
 
 
 def _graph_masks(ctx: PruneContext, kind: str):
-    orientation = ctx.options.get("orientation", "larger")
-    reuse = bool(ctx.options.get("graph_reuse", False))
+    orientation = ctx.options.get("orientation", _ORIENTATION.default)  # rreg has no such option: always larger
+    reuse = bool(ctx.options["graph_reuse"])
     shown = json.dumps({k: v for k, v in sorted(ctx.options.items())
                         if k in ("orientation", "samples", "subsets", "multi_edges")})
     degs = layer_degrees(ctx)

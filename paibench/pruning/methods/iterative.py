@@ -19,8 +19,8 @@ class-balanced batches) are kept for comparability with SNIP and GraSP, which sc
 
 from __future__ import annotations
 
-import torch
 
+from paibench.lazy import torch  # imported when first used (no torch to read a config)
 from paibench.options import Option
 from paibench.pruning.core import Masks, MethodSpec, PruneContext, kept_for
 from paibench.pruning.methods.saliency import (

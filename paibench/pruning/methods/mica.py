@@ -36,15 +36,15 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-import torch
-from torch import nn
 
+from paibench.lazy import torch, nn  # imported when first used (no torch to read a config)
 from paibench.errors import PaibenchError
+from paibench.names import DENSE
 from paibench.options import REQUIRED, Option
 from paibench.pruning.core import MethodSpec, PruneContext, place_random
 from paibench.pruning.topology import OUTPUT, input_reach, layer_graph
 
-EXCLUDED_BUDGETS = ("dense", "mica", "rpi")
+EXCLUDED_BUDGETS = (DENSE, "mica", "rpi")
 
 
 class BudgetChoices(Sequence):
@@ -125,8 +125,8 @@ def mask_budget(ctx: PruneContext) -> dict[str, int]:
     if set(masks) != set(params) or any(tuple(masks[n].shape) != tuple(p.shape) for n, p in params.items()):
         raise PaibenchError(f"--opt budget_mask: {path!r} does not fit this architecture (its layers or shapes "
                             f"differ); expected a mask made for the same dataset shape, arch and width")
-    if ctx.options.get("budget_counts", "kept") == "effective":
-        masks, _ = effective_masks(ctx.model, masks, ctx.info, ctx.options.get("effective_definition", "paths"))
+    if ctx.options["budget_counts"] == "effective":
+        masks, _ = effective_masks(ctx.model, masks, ctx.info, ctx.options["effective_definition"])
     return {n: int(masks[n].sum()) for n in ctx.params}
 
 
@@ -277,7 +277,7 @@ def mica(ctx: PruneContext):
     counts = layer_budget(ctx)
     # Layers left dense (dense_layers) are placed whole; MiCA still plans their units with the rest.
     counts.update({n: p.numel() for n, p in ctx.network_params.items() if n not in ctx.params})
-    return mica_masks(ctx, counts, ctx.options["v_out"], ctx.options.get("only_v_in", False))
+    return mica_masks(ctx, counts, ctx.options["v_out"], ctx.options["only_v_in"])
 
 
 def rpi(ctx: PruneContext):

@@ -18,10 +18,8 @@ import copy
 import logging
 from typing import Callable, Iterable, Mapping
 
-import torch
-import torch.nn.functional as F
-from torch import nn
 
+from paibench.lazy import torch, nn, F  # imported when first used (no torch to read a config)
 from paibench.errors import PaibenchError
 from paibench.models.base import example_input, prunable_parameters
 from paibench.options import Option
@@ -29,7 +27,7 @@ from paibench.pruning.core import Masks, MethodSpec, PruneContext, allocate, kep
 
 log = logging.getLogger(__name__)
 
-Scores = dict[str, torch.Tensor]
+Scores = dict[str, "torch.Tensor"]  # parameter name -> saliency per weight
 
 SCOPE = Option(str, "global", choices=("global", "layer"),
                help="global: one threshold over all layers; layer: the same density in every layer")
@@ -144,14 +142,14 @@ def seeded_rng(ctx: PruneContext):
 def working_copy(ctx: PruneContext) -> tuple[nn.Module, dict[str, nn.Parameter]]:
     """A private copy of the model on the method's device, in the ``score_mode`` the options ask for."""
     net = copy.deepcopy(ctx.model).to(ctx.device)
-    net.train(ctx.options.get("score_mode", "train") == "train")
+    net.train(ctx.options["score_mode"] == "train")
     net.zero_grad(set_to_none=True)
     return net, prunable_parameters(net)
 
 
 def batch_count(ctx: PruneContext, batches) -> int:
     """``num_batches``, with -1 meaning one pass worth of batches over the training split."""
-    n = int(ctx.options.get("num_batches", 1))
+    n = int(ctx.options["num_batches"])
     return int(getattr(batches, "per_epoch", 1)) if n == -1 else n
 
 
@@ -189,7 +187,7 @@ def average_gradients(net: nn.Module, params: Mapping[str, nn.Parameter], batche
 
 
 def _scope(ctx: PruneContext) -> str:
-    return ctx.options.get("scope", "global")
+    return ctx.options["scope"]
 
 
 def ranking_method(score_fn: Callable[[PruneContext], Scores]) -> Callable[[PruneContext], Masks]:
@@ -233,11 +231,11 @@ def _halves(batch):
 def grasp_scores(ctx: PruneContext) -> Scores:
     """GraSP's score S = -theta * Hg (temperature T on the logits); the mask removes the highest S."""
     batches = need_batches(ctx, "grasp")
-    temp = float(ctx.options.get("temperature", 200.0))
+    temp = float(ctx.options["temperature"])
     with seeded_rng(ctx):
         net, params = working_copy(ctx)
         weights = list(params.values())
-        parts = [part for batch in batches(int(ctx.options.get("num_iters", 1))) for part in _halves(batch)]
+        parts = [part for batch in batches(int(ctx.options["num_iters"])) for part in _halves(batch)]
 
         def tempered_loss(part):
             inputs, targets = part
@@ -287,7 +285,7 @@ def synflow(ctx: PruneContext) -> Masks:
     WRN-28-10 at init). `auto` (default) runs float32 and restarts in float64 when R stops being a finite
     positive float32 in any round; `float32` then fails with an error instead, `float64` always uses it.
     """
-    precision = ctx.options.get("precision", "auto")
+    precision = ctx.options["precision"]
     if precision == "float64":
         return _synflow(ctx, torch.float64)
     try:
@@ -304,7 +302,7 @@ def _synflow(ctx: PruneContext, dtype: torch.dtype, check: bool = False) -> Mask
     are zeroed and stay pruned (only live weights are ranked). Exact counts, ties to the lowest position.
     Work outside the forward/backward pass is O(live weights), which shrinks geometrically.
     """
-    rounds = int(ctx.options.get("rounds", 100))
+    rounds = int(ctx.options["rounds"])
     scope = _scope(ctx)
     net = _linearised_copy(ctx, dtype)
     params = prunable_parameters(net)
