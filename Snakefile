@@ -36,8 +36,8 @@ include: "workflow/rules/figures.smk"
 
 rule all:
     input:
-        "results/tables/runs.csv",
-        "results/tables/summary.csv",
-        "results/figures/accuracy_vs_compression.png",
+        paths.RUNS_CSV,
+        paths.SUMMARY_CSV,
+        f"{paths.OVERVIEW}.png",
         FIGURES_TARGETS,
     default_target: True

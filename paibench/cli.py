@@ -12,6 +12,7 @@ import re
 import sys
 from pathlib import Path
 
+from paibench import paths
 from paibench.errors import PaibenchError
 from paibench.inputs import input_file, output_dir, output_file, read_json_input
 from paibench.options import parse_kv_list
@@ -227,7 +228,7 @@ def content_run_key(mask: str, cfg: dict, dataset: str, arch: str, width: float,
 def _refuse_other_run(out_dir: str, mask: str, force: bool) -> None:
     """A finished run in `out_dir` made with another mask is a result: replacing it needs --force."""
 
-    metrics = Path(out_dir) / "metrics.json"
+    metrics = Path(out_dir) / paths.METRICS
     if force or not metrics.exists():
         return
     try:
@@ -247,7 +248,7 @@ def cmd_train(args) -> int:
     _refuse_other_run(args.out_dir, args.mask, args.force)
     spec = RunSpec(
         data=args.data, mask=args.mask, out_dir=args.out_dir,
-        checkpoint=args.checkpoint or str(Path(args.out_dir) / "checkpoint.pt"),
+        checkpoint=args.checkpoint or str(Path(args.out_dir) / paths.DIRECT_CHECKPOINT),
         run_key=args.run_key or content_run_key(args.mask, cfg, args.dataset, args.arch, args.width,
                                                 parse_kv_list(args.arch_opt, "--arch-opt"), args.seed),
         train=cfg, dataset=args.dataset, arch=args.arch, width=args.width,
@@ -275,33 +276,14 @@ def cmd_train_pack(args) -> int:
     members = members + [_json_arg("--member", text, {}) for text in args.member or []]
     if not members:
         raise PaibenchError("train-pack: no members; expected --member JSON (repeatable) or --manifest FILE")
-    allowed = {"data", "mask", "out_dir", "checkpoint", "run_key", "dataset", "arch", "width", "arch_options", "seed",
-               "spec"}
     specs = []
     for i, m in enumerate(members):
-        unknown = sorted(set(m) - allowed)
-        missing = sorted({"data", "mask", "out_dir"} - set(m))
-        if unknown or missing:
-            raise PaibenchError(f"--member {i}: unknown keys {unknown}, missing keys {missing}; "
-                                f"allowed keys: {', '.join(sorted(allowed))}")
-        for key in ("data", "mask", "out_dir", "checkpoint", "run_key", "dataset", "arch"):
-            if key in m and not isinstance(m[key], str):
-                raise PaibenchError(f"--member {i}.{key}: {m[key]!r} is not allowed; expected a string")
-        for key, kind in (("width", (int, float)), ("seed", int), ("arch_options", dict)):
-            if key in m and (not isinstance(m[key], kind) or isinstance(m[key], bool)):
-                raise PaibenchError(f"--member {i}.{key}: {m[key]!r} is not allowed; expected "
-                                    f"{ {'width': 'a number', 'seed': 'an integer', 'arch_options': 'a JSON object'}[key] }")
-        _check_run_files(m["data"], m["mask"], m["out_dir"], m.get("checkpoint"), f"--member {i} ")
-        specs.append(RunSpec(
-            data=m["data"], mask=m["mask"], out_dir=m["out_dir"],
-            checkpoint=m.get("checkpoint") or str(Path(m["out_dir"]) / "checkpoint.pt"),
-            run_key=m.get("run_key") or content_run_key(m["mask"], cfg, m.get("dataset", ""), m.get("arch", ""),
-                                                        float(m.get("width", 1.0)), m.get("arch_options") or {},
-                                                        int(m.get("seed", 0))),
-            train=cfg, dataset=m.get("dataset", ""), arch=m.get("arch", ""),
-            width=float(m.get("width", 1.0)), arch_options=m.get("arch_options") or {}, seed=int(m.get("seed", 0)),
-            threads=args.threads, spec=m.get("spec"),
-        ))
+        spec = RunSpec.from_member(m, cfg, f"--member {i}")  # the member JSON's one home: training/spec.py
+        _check_run_files(spec.data, spec.mask, spec.out_dir, m.get("checkpoint"), f"--member {i} ")
+        spec.run_key = spec.run_key or content_run_key(spec.mask, cfg, spec.dataset, spec.arch, spec.width,
+                                                       spec.arch_options, spec.seed)
+        spec.threads = args.threads
+        specs.append(spec)
     results = train_pack(specs, log=lambda msg: print(msg, flush=True), mode=args.mode)
     for spec, metrics in zip(specs, results):
         print(f"{spec.run_key}: status={metrics['status']} accuracy={metrics['accuracy']}")
@@ -477,7 +459,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--dataset", required=True, help="registered dataset (paibench list)")
     d.add_argument("--opt", action="append", metavar="KEY=VALUE", help="dataset option (repeatable)")
     d.add_argument("--out", required=True, help="prepared file to write (.pt); its options go beside it as .json")
-    d.add_argument("--raw-dir", default="resources/raw", help="where downloads and raw files are kept")
+    d.add_argument("--raw-dir", default=paths.RAW_DIR, help="where downloads and raw files are kept")
     d.set_defaults(func=cmd_prepare)
 
     t = sub.add_parser("train", help="train one masked run (resumes from its checkpoint)")
@@ -534,7 +516,7 @@ def build_parser() -> argparse.ArgumentParser:
     fg.add_argument("metrics", nargs="*", help="metrics.json files")
     fg.add_argument("--metrics-list", help="file with one metrics.json path per line")
     fg.add_argument("--experiment", help="only runs of this experiment")
-    fg.add_argument("--masks-root", default="results/masks", help="where the mask statistics JSON files are")
+    fg.add_argument("--masks-root", default=paths.MASKS_ROOT, help="where the mask statistics JSON files are")
     fg.add_argument("--profile-compression", type=_compression, help="compression of the per-layer density profile")
     fg.add_argument("--effective-definition", **EFFECTIVE_DEFINITION_ARG)
     fg.add_argument("--out-dir", required=True, help="folder for the figures (PNG and PDF)")

@@ -1,11 +1,6 @@
 """Workflow config: schema validation with one clear message, semantic checks, and the run grid.
 
-Paths produced by the grid (all relative to the workflow's working directory):
-
-* ``resources/data/<dataset>.pt``                                   prepared dataset
-* ``results/masks/<dataset>/<arch>/<method>/c<ratio>/s<seed>.safetensors`` (+ ``.json`` statistics)
-* ``results/runs/<experiment>/<dataset>/<arch>/<method>/c<ratio>/s<seed>/``  metrics.json, eval.json,
-  epochs.csv, model.safetensors
+The paths of a grid's files come from ``paibench.paths`` (prepared data, masks, run folders).
 """
 
 from __future__ import annotations
@@ -21,15 +16,16 @@ from typing import Any
 import yaml
 
 from paibench.data import DATASETS
+from paibench import paths
 from paibench.errors import PaibenchError
 from paibench.models import ARCHS
 from paibench.pruning.methods import METHODS
-from paibench.names import DENSE, PAPERS as PAPER_TITLES
+from paibench.names import PAPERS as PAPER_TITLES
 from paibench.registry import is_import_name
 from paibench.training import NOT_RESULT_TRAIN_KEYS, parse_train_config
 from paibench.utils import format_compression
 
-SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
+SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "config.schema.yaml"  # shipped in the package (wheel too)
 PAPERS = tuple(PAPER_TITLES)  # the papers whose main tables paibench rebuilds (analysis/tables.py)
 DEFAULT_RESOURCES = {"train_threads": 1, "mask_threads": 1, "train_mem_mb": 4000, "train_runtime": 120}
 
@@ -114,8 +110,7 @@ class MethodEntry:
     budget_from: str | None = None  # method label whose mask (same dataset/arch/compression/seed) is budget_mask
 
 
-def mask_path(dataset: str, arch: str, method: str, compression: str, seed: int) -> str:
-    return f"results/masks/{dataset}/{arch}/{method}/c{compression}/s{seed}.safetensors"
+mask_path = paths.mask  # (dataset, arch, method, compression label, seed) -> its mask file
 
 
 @dataclass(frozen=True)
@@ -129,19 +124,27 @@ class Run:
 
     @property
     def key(self) -> str:
-        return f"{self.experiment}/{self.dataset}/{self.arch}/{self.method}/c{self.compression}/s{self.seed}"
+        return paths.run_key(self.experiment, self.dataset, self.arch, self.method, self.compression, self.seed)
 
     @property
     def mask(self) -> str:
-        return mask_path(self.dataset, self.arch, self.method, self.compression, self.seed)
+        return paths.mask(self.dataset, self.arch, self.method, self.compression, self.seed)
 
     @property
     def run_dir(self) -> str:
-        return f"results/runs/{self.key}"
+        return paths.run_dir(self.key)
+
+    @property
+    def checkpoint(self) -> str:
+        return paths.checkpoint(self.key)
 
     @property
     def data(self) -> str:
-        return f"resources/data/{self.dataset}.pt"
+        return paths.data(self.dataset)
+
+    def file(self, name: str) -> str:
+        """A file of the run's folder (paths.METRICS, EPOCHS, MODEL, EVAL)."""
+        return paths.in_run(self.run_dir, name)
 
 
 def _value_text(value: Any) -> str:
@@ -237,11 +240,12 @@ class Grid:
     def _method(self, raw, where: str, mode: str | None, definition: str | None = None) -> MethodEntry:
         raw = {"name": raw} if isinstance(raw, str) else dict(raw)
         name, label, budget_from = raw.pop("name"), raw.pop("label", None), raw.pop("budget_from", None)
-        if mode and name != DENSE:
+        prunes = METHODS.get(name).prunes
+        if mode and prunes:
             raw.setdefault("compression_mode", mode)
         # the experiment's effective rule matters only where an effective count is used
         uses_effective = raw.get("compression_mode") == "effective" or raw.get("budget_counts") == "effective"
-        if definition and name != DENSE and uses_effective:
+        if definition and prunes and uses_effective:
             raw.setdefault("effective_definition", definition)
         spec = METHODS.get(name)
         if budget_from is not None:
@@ -301,7 +305,7 @@ class Grid:
         for d in datasets:
             for a in archs:
                 for m in methods:
-                    for c in (["1"] if m.name == DENSE else comps):
+                    for c in (comps if METHODS.get(m.name).prunes else ["1"]):
                         for s in exp["seeds"]:
                             self.runs.append(Run(name, d.label, a.label, m.label, c, s))
 
@@ -386,7 +390,7 @@ class Grid:
         """Prepared dataset files whose recorded dataset type or options differ from the config's."""
         out = {}
         for label, entry in self.datasets.items():
-            sidecar = Path(f"resources/data/{label}.json")
+            sidecar = Path(paths.data_record(label))
             if sidecar.exists():
                 why = _differs(_read(sidecar), {"dataset": entry.type, "options": entry.options})
                 if why:
@@ -402,12 +406,12 @@ class Grid:
         runs, masks = {}, {}
         for run in self.runs:
             if run.mask not in masks:
-                stats = Path(run.mask).with_suffix(".json")
+                stats = paths.mask_stats(run.mask)
                 if stats.exists():
                     why = _differs(_recorded_spec(stats, _legacy_mask_spec), self.mask_spec(run))
                     if why:
                         masks[run.mask] = why
-            metrics = Path(run.run_dir) / "metrics.json"
+            metrics = Path(run.file(paths.METRICS))
             if metrics.exists():
                 why = masks.get(run.mask) or _differs(_recorded_spec(metrics, _legacy_run_spec), self.run_spec(run))
                 if why:

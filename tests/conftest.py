@@ -15,6 +15,16 @@ SHARED = REPO.parent / "shared" / "data"
 BIN = Path(sys.executable).parent
 
 
+def pytest_configure(config):
+    """One torch thread per test process when xdist runs several: two workers with a thread per core each
+    oversubscribe the cores, and OpenMP's spinning threads then slow every tensor op many times over."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        os.environ["OMP_NUM_THREADS"] = "1"
+        import torch
+
+        torch.set_num_threads(1)
+
+
 def shared_data(*parts) -> Path:
     path = SHARED.joinpath(*parts)
     if not path.exists():

@@ -21,6 +21,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+pytestmark = pytest.mark.workflow  # parses the workflow with Snakemake and builds a virtualenv
+
 try:
     import tomllib
 except ImportError:  # Python 3.10

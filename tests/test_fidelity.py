@@ -176,6 +176,9 @@ def test_force_reference_batching_and_whole_split(tmp_path, digits_payload):
     """batching=random draws batch_size images per batch; num_batches=-1 draws one pass worth of them."""
     from paibench.pruning import pruning_batches
 
+    # a 320-image training split: one pass is 5 batches of 64 (the whole digits split would be 23 per step)
+    digits_payload = {**digits_payload, "x_train": digits_payload["x_train"][:320],
+                      "y_train": digits_payload["y_train"][:320]}
     info = info_from_payload(digits_payload)
     gen = torch.Generator().manual_seed(0)
     opts = {"batching": "random", "batch_size": 64, "augment": True}
@@ -216,9 +219,7 @@ def test_random_graph_edges_have_probability_degree_over_outputs(tmp_path):
     assert chan.shape == (256, 128)
     assert abs(chan.sum(0).float().mean().item() - 8) < 1.0
     assert chan.sum(0).min() < chan.sum(0).max()  # Bernoulli edges: degrees vary (not regular)
-    again, _ = _mask(tmp_path, "random_graph", {"degree": 8, "orientation": "input"}, arch="vgg16_rreg",
-                     width=1.0, compression=10, name="again")
-    assert path.read_bytes() == again.read_bytes()
+    # (determinism: tests/test_contracts.py checks every method)
 
 
 def test_rreg_collapse_merges_repeated_pairs():

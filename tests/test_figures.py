@@ -109,14 +109,14 @@ def _jobs(output: str) -> dict[str, int]:
 
 
 # ------------------------------------------------------------------------------ workflow semantics
-@pytest.mark.slow  # one Snakemake dry run (~10 s)
+@pytest.mark.workflow  # one Snakemake dry run (~10 s)
 def test_fresh_clone_figures_runs_no_mask_or_training_job(clone):
     jobs = _jobs(_snakemake(clone, "-n", "figures"))
     assert set(jobs) <= {"figures", "experiment_figures", "paper_table", "aggregate", "plot"}, jobs
     assert jobs["experiment_figures"] == 2 and jobs["paper_table"] == 3
 
 
-@pytest.mark.slow  # one Snakemake dry run (~10 s)
+@pytest.mark.workflow  # one Snakemake dry run (~10 s)
 def test_missing_metrics_are_still_linked_to_training(clone):
     # Sanity check of the mechanism: a run without cached metrics is trained (its mask computed) as usual.
     victim = next(clone.glob("results/runs/mini/**/random/c10/s0/metrics.json"))
@@ -125,7 +125,7 @@ def test_missing_metrics_are_still_linked_to_training(clone):
     assert jobs.get("train") == 1 and jobs.get("mask") == 1, jobs
 
 
-@pytest.mark.slow
+@pytest.mark.workflow
 def test_figures_target_and_report_build_from_cache(clone):
     _snakemake(clone, "figures")
     for exp in ("mini", "side"):

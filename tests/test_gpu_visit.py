@@ -32,7 +32,7 @@ def _has(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
-@pytest.mark.slow
+@pytest.mark.workflow
 def test_smoke_visit_writes_one_archive_with_environment_and_every_step(tmp_path):
     """One test, so that the ~45 s smoke visit runs once even when pytest-xdist spreads tests over workers."""
     out = tmp_path / "visit"

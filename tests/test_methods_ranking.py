@@ -73,18 +73,6 @@ def test_reference_defaults():
 # masks: prunable set, exact counts, determinism
 # ---------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("method", ALL)
-def test_masks_cover_prunable_params_with_exact_count(tmp_path, digits_payload, method):
-    out, stats = _mask(tmp_path, digits_payload, method)
-    masks, _ = load_mask(out)
-    info = DATASETS.get("digits").info({})
-    params = prunable_parameters(build_model("vgg16", info, WIDTH))
-    assert set(masks) == set(params)
-    assert all(masks[n].shape == p.shape and masks[n].dtype == torch.bool for n, p in params.items())
-    total = sum(p.numel() for p in params.values())
-    assert stats["kept"] == sum(int(m.sum()) for m in masks.values()) == round(total / 30)
-
-
 @pytest.mark.parametrize("method", ["magnitude", "snip", "synflow"])
 def test_layer_scope_exact_per_layer_density(tmp_path, digits_payload, method):
     out, stats = _mask(tmp_path, digits_payload, method, options={"scope": "layer"})
@@ -93,13 +81,6 @@ def test_layer_scope_exact_per_layer_density(tmp_path, digits_payload, method):
     assert sum(int(m.sum()) for m in masks.values()) == round(total / 30)
     for m in masks.values():  # largest-remainder allocation: every layer within one weight of its share
         assert abs(int(m.sum()) - m.numel() * round(total / 30) / total) < 1
-
-
-@pytest.mark.parametrize("method", ALL)
-def test_same_seed_byte_identical(tmp_path, digits_payload, method):
-    a, _ = _mask(tmp_path, digits_payload, method, name="a")
-    b, _ = _mask(tmp_path, digits_payload, method, name="b")
-    assert a.read_bytes() == b.read_bytes()
 
 
 @pytest.mark.parametrize("method", RANDOM_METHODS)
@@ -183,10 +164,11 @@ def test_snip_runs_on_gcn_with_ignored_nodes(tmp_path):
 
 
 def test_synflow_ignores_data(tmp_path, digits_payload):
-    with_data, _ = _mask(tmp_path, digits_payload, "synflow", name="with")
-    without, _ = _mask(tmp_path, None, "synflow", name="without")
+    rounds = {"rounds": 4}  # the property does not depend on how many rounds
+    with_data, _ = _mask(tmp_path, digits_payload, "synflow", name="with", options=rounds)
+    without, _ = _mask(tmp_path, None, "synflow", name="without", options=rounds)
     shuffled = dict(digits_payload, x_train=torch.flip(digits_payload["x_train"], dims=[0]))
-    other, _ = _mask(tmp_path, shuffled, "synflow", name="other")
+    other, _ = _mask(tmp_path, shuffled, "synflow", name="other", options=rounds)
     assert with_data.read_bytes() == without.read_bytes() == other.read_bytes()
 
 

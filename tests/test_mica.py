@@ -92,7 +92,7 @@ def test_rpi_moderate_compression_already_loses(vgg):
     assert stats["effective_compression"] > 1.2 * stats["nominal_compression"]  # measured 417 vs 300
 
 
-@pytest.mark.slow
+@pytest.mark.workflow
 @pytest.mark.parametrize("skip", [True, False])
 def test_mica_resnet20_residual_union(skip):
     model = build_model("resnet20", CIFAR, 1.0, {"skip": skip}, seed=0)

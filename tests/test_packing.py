@@ -125,7 +125,7 @@ def test_cli_train_pack_writes_each_members_files(tmp_path, digits_file, capsys)
         assert (Path(s.out_dir) / "epochs.csv").exists() and (Path(s.out_dir) / "model.safetensors").exists()
 
 
-@pytest.mark.slow
+@pytest.mark.workflow
 def test_workflow_packs_runs_and_keeps_finished_runs_cached(tmp_path):
     from conftest import planned_jobs, run_snakemake, tiny_config
 

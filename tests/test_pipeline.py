@@ -9,7 +9,7 @@ import pytest
 
 from conftest import REPO, planned_jobs, run_snakemake, tiny_config
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.workflow
 
 
 def test_default_config_dry_run(tmp_path):

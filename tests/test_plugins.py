@@ -13,6 +13,8 @@ import pytest
 
 from conftest import BIN, planned_jobs, run_snakemake
 
+pytestmark = pytest.mark.workflow  # pip-installs a package and runs Snakemake
+
 PLUGIN = textwrap.dedent('''
     """A tiny external package: keep the first weights of every layer; a two-layer MLP."""
     import torch

@@ -46,9 +46,8 @@ def test_quick_twin_is_smaller_on_the_same_kinds_of_axes(paper):
     assert len({r.seed for r in quick.runs}) <= len({r.seed for r in full.runs})
 
 
-@pytest.mark.parametrize("path", [p for p in PRESETS if p.stem.endswith("-quick")] +
-                         [pytest.param(p, marks=pytest.mark.slow) for p in PRESETS if not p.stem.endswith("-quick")],
-                         ids=lambda p: p.stem)
+@pytest.mark.workflow  # Snakemake dry runs
+@pytest.mark.parametrize("path", PRESETS, ids=lambda p: p.stem)
 def test_preset_dry_run_without_data(tmp_path, path):
     config = _load(path)
     proc = run_snakemake(tmp_path, config, "-n", "--quiet", "rules")

@@ -271,7 +271,7 @@ def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 300) -> None:
         time.sleep(0.02)
 
 
-@pytest.mark.slow
+@pytest.mark.workflow
 def test_sigkill_mid_epoch_then_rerun_resumes_with_identical_metrics(tmp_path, digits_file):
     mask = _mask(tmp_path, width=0.25)
     env = dict(os.environ, OMP_NUM_THREADS="1")
@@ -330,7 +330,7 @@ def _one_run_config(epochs: int, width: float) -> dict:
                                      "methods": ["random"], "compressions": [10], "seeds": [0]}}}
 
 
-@pytest.mark.slow
+@pytest.mark.workflow
 def test_killed_snakemake_resumes_training_with_rerun_incomplete(tmp_path):
     wd = tmp_path / "wd"
     wd.mkdir()
@@ -372,7 +372,7 @@ def _snapshot(wd: Path) -> dict[str, tuple[int, str]]:
     return {str(p.relative_to(wd)): (p.stat().st_mtime_ns, hashlib.sha256(p.read_bytes()).hexdigest()) for p in files}
 
 
-@pytest.mark.slow
+@pytest.mark.workflow
 def test_same_config_twice_gives_identical_masks_and_metrics_and_rerunning_keeps_finished_results(tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     run_snakemake(a, _tiny([0]))

@@ -32,7 +32,7 @@ import pytest
 
 from conftest import REPO, run_snakemake, tiny_config
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.workflow
 
 # Two runs (dense and random at 10x, one seed): the smallest real grid that makes every table and figure.
 CONFIG = tiny_config(methods=["dense", "random"], compressions=[10])

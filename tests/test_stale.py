@@ -15,7 +15,7 @@ import yaml
 
 from conftest import REPO, planned_jobs, run_snakemake
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.workflow
 
 DEFAULT = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
 

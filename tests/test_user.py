@@ -15,7 +15,7 @@ from conftest import REPO, planned_jobs, run_snakemake, tiny_config
 from paibench.cli import main
 
 
-@pytest.mark.slow
+@pytest.mark.workflow
 def test_own_configfile_describes_the_whole_grid(tmp_path):
     """`--configfile my.yaml` is the grid: the default experiments (config/config.yaml) are not merged in."""
     (tmp_path / "config").mkdir()

@@ -19,7 +19,7 @@ from safetensors.torch import load_file
 
 from conftest import REPO, run_snakemake, shared_data
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.workflow
 
 # Degree-solved expander masks keep the closest reachable count, not round(total / ratio) exactly
 # (paibench/pruning/methods/expanders.py documents the tolerance used below).

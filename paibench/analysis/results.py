@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from paibench import paths
 from paibench.analysis.style import arch_display, dataset_display, method_display
 from paibench.utils import read_json
 
@@ -65,7 +66,7 @@ def run_record(metrics_file: str | Path, effective_definition: str = "paths") ->
     if collapsed and math.isnan(effective):
         effective = math.inf  # no weight carries signal: infinite effective compression
     status = m.get("status", "ok")
-    eval_file = metrics_file.with_name("eval.json")
+    eval_file = metrics_file.with_name(paths.EVAL)
     evaluated = read_json(eval_file) if eval_file.exists() else {}
     method_options = m.get("method_options") or {}
     row.update({
@@ -114,8 +115,11 @@ def load_runs(metrics_files, effective_definition: str = "paths") -> pd.DataFram
 
 
 def mask_stats_path(masks_root: str | Path, row) -> Path:
-    """The statistics JSON written beside a run's mask (results/masks/<dataset>/<arch>/<method>/c<R>/s<seed>.json)."""
-    return Path(masks_root) / row["dataset"] / row["arch"] / row["method"] / row["compression_label"] / f"{row['seed_label']}.json"
+    """The statistics JSON written beside a run's mask (paths.MASK_STATS, below `masks_root`)."""
+    key = paths.MASK_KEY.format(dataset=row["dataset"], arch=row["arch"], method=row["method"],
+                                compression=row["compression_label"].removeprefix("c"),
+                                seed=row["seed_label"].removeprefix("s"))
+    return Path(masks_root) / f"{key}.json"
 
 
 def load_layers(runs: pd.DataFrame, masks_root: str | Path, effective_definition: str = "paths") -> pd.DataFrame:

@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import urllib.request
 from pathlib import Path
 
+from paibench.utils import file_digest
+
 log = logging.getLogger(__name__)
-
-
-def file_digest(path: Path, algorithm: str) -> str:
-    h = hashlib.new(algorithm)
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class ChecksumError(RuntimeError):

@@ -13,7 +13,6 @@ import torch
 from paibench.data import DATASETS, info_from_payload
 from paibench.data.base import DatasetInfo
 from paibench.errors import PaibenchError
-from paibench.names import DENSE
 from paibench.models import ARCHS, build_model, prunable_parameters
 from paibench.pruning.core import Masks, PruneContext, kept_for
 from paibench.pruning.maskio import check_fits, save_mask, stats_path
@@ -54,7 +53,7 @@ def resolve_info(dataset: str, payload: dict | None, dataset_options: dict | Non
 def compute_masks(ctx: PruneContext, method: str) -> Masks:
     spec = METHODS.get(method)
     ctx = replace(ctx, options=spec.with_defaults(ctx.options))
-    if method == DENSE:
+    if not spec.prunes:
         return spec.fn(ctx)
     if ctx.options["compression_mode"] == "nominal":
         return with_dense_layers(ctx, spec.fn)
@@ -159,7 +158,7 @@ def make_mask(
     started = time.perf_counter()
     spec = METHODS.get(method)
     opts = spec.parse_options(options or {}, "--opt")
-    if method == DENSE:
+    if not spec.prunes:
         compression = 1.0
     elif not compression > 1:
         raise PaibenchError(f"--compression: {compression!r} is not allowed for method {method!r}; expected a ratio > 1 (e.g. 10 or 1e3)")
@@ -202,7 +201,7 @@ def make_mask(
     })
     if recorded_spec is not None:
         stats["spec"] = recorded_spec
-    dense = dense_layer_names(opts["dense_layers"], list(params)) if method != DENSE else []
+    dense = dense_layer_names(opts["dense_layers"], list(params)) if spec.prunes else []
     if dense:
         stats["dense_layers"] = dense
     write_json(stats_path(out), stats)

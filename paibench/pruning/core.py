@@ -63,6 +63,11 @@ class MethodSpec:
     # Checks across options (raises PaibenchError); run wherever options are parsed, so the config check
     # and `paibench mask` refuse the same things.
     validate: Callable[[Mapping[str, Any], str], None] | None = None
+    # False for the method that prunes nothing (dense): one run at compression 1, no compression search.
+    prunes: bool = True
+    # True when the kept count is exactly round(total / compression) (nominal mode); graph methods whose
+    # layers are d-regular keep a multiple of the layer size instead (close to, not at, the target).
+    exact_count: bool = True
 
     def uses_data(self, options: Mapping[str, Any]) -> bool:
         return self.needs_data(options) if self.needs_data is not None else not self.data_free

@@ -30,7 +30,9 @@ FORMAT = "paibench-mask/1"
 
 
 def stats_path(mask_path: str | Path) -> Path:
-    return Path(mask_path).with_suffix(".json")
+    from paibench import paths
+
+    return paths.mask_stats(mask_path)
 
 
 def check_fits(masks, params, where: str) -> None:

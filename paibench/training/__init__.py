@@ -25,7 +25,7 @@ from paibench.training.recipe import (  # torch-free: a config is read with thes
 )
 
 _LAZY = {
-    "RunSpec": "run", "RunState": "run", "train_pack": "loops", "train_run": "loops", "PACK_MODES": "loops",
+    "RunSpec": "spec", "RunState": "run", "train_pack": "loops", "train_run": "loops", "PACK_MODES": "loops",
     "MaskEnforcer": "masking", "check_mask": "masking", "summarize": "outputs", "evaluate_run": "outputs",
     "command_line": "outputs",
 }

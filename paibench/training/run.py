@@ -8,36 +8,17 @@ import math
 import platform
 import socket
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
+from paibench import paths
 from paibench.data.base import DatasetInfo
 from paibench.lazy import F, nn, torch
 from paibench.pruning.maskio import load_mask
 from paibench.training.masking import MaskEnforcer, check_mask
 from paibench.training.outputs import MASK_KEYS, command_line, mask_stats, summarize, write_epochs_csv
+from paibench.training.spec import RunSpec  # noqa: F401 (re-exported)
 from paibench.training.recipe import autocast, device_name, lr_at, model_optimizer, result_recipe
 from paibench.utils import atomic_path, derive_seed, sha256_file, write_json
-
-
-@dataclass
-class RunSpec:
-    """One run: its files and what it is. ``run_key`` seeds every random draw of training (config.Run.key in
-    the workflow; from the run's content for a direct ``paibench train``)."""
-
-    data: str  # prepared dataset file
-    mask: str
-    out_dir: str
-    checkpoint: str
-    run_key: str
-    train: dict
-    dataset: str = ""
-    arch: str = ""
-    width: float = 1.0
-    arch_options: dict | None = None
-    seed: int = 0
-    threads: int = 0
-    spec: dict | None = None  # what the workflow made this run from (Grid.run_spec), recorded in metrics.json
 
 
 def _recipe_json(cfg: dict) -> str:
@@ -193,7 +174,7 @@ class RunState:
         self.history.append(row)
         # Rewritten (atomically) every epoch, so a running job can be watched and plotted.
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        write_epochs_csv(self.out_dir / "epochs.csv", self.history)
+        write_epochs_csv(self.out_dir / paths.EPOCHS, self.history)
         self.log(f"epoch {epoch + 1}/{self.cfg['epochs']} "
                  + " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()
                             if k != "epoch"))
@@ -215,9 +196,9 @@ class RunState:
         out_dir.mkdir(parents=True, exist_ok=True)
         from safetensors.torch import save_file
 
-        with atomic_path(out_dir / "model.safetensors") as tmp:
+        with atomic_path(out_dir / paths.MODEL) as tmp:
             save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp))
-        write_epochs_csv(out_dir / "epochs.csv", self.history)
+        write_epochs_csv(out_dir / paths.EPOCHS, self.history)
         if self.tensorboard is not None:
             self.tensorboard.close()
         metrics = summarize(self.history, cfg, self.status, self.info.kind)
@@ -241,7 +222,7 @@ class RunState:
         })
         if spec.spec is not None:
             metrics["spec"] = spec.spec
-        write_json(out_dir / "metrics.json", metrics)
+        write_json(out_dir / paths.METRICS, metrics)
         if not cfg["keep_checkpoint"]:
             self.ckpt_path.unlink(missing_ok=True)
         return metrics

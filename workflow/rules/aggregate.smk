@@ -4,44 +4,44 @@ rule aggregate:
         evals=all_evals(),
     output:
         runs=report(
-            "results/tables/runs.csv",
+            paths.RUNS_CSV,
             caption="../report/runs.rst",
             category="tables",
             subcategory="all runs",
         ),
         summary=report(
-            "results/tables/summary.csv",
+            paths.SUMMARY_CSV,
             caption="../report/summary.rst",
             category="tables",
             subcategory="all runs",
         ),
-        markdown="results/tables/summary.md",
+        markdown=paths.SUMMARY_MD,
     log:
-        "logs/aggregate.log",
+        f"{paths.LOGS}/aggregate.log",
     params:
-        listing="results/tables/.metrics-list.txt",
+        command="aggregate",
+        listing=paths.METRICS_LIST,
+        args=["--out-dir", paths.TABLES_DIR],
     localrule: True
     conda:
         "../envs/paibench.yaml"
-    run:
-        # Thousands of paths would overflow one shell argument, so the list goes through a file.
-        write_lines(params.listing, input.metrics)
-        shell("paibench aggregate --metrics-list {params.listing} --out-dir results/tables > {log} 2>&1")
+    script:
+        "../scripts/listed.py"
 
 
 rule plot:
     input:
-        "results/tables/runs.csv",
+        paths.RUNS_CSV,
     output:
         png=report(
-            "results/figures/accuracy_vs_compression.png",
+            f"{paths.OVERVIEW}.png",
             caption="../report/accuracy_vs_compression.rst",
             category="overview",
             subcategory="accuracy vs compression",
         ),
-        pdf="results/figures/accuracy_vs_compression.pdf",
+        pdf=f"{paths.OVERVIEW}.pdf",
     log:
-        "logs/plot.log",
+        f"{paths.LOGS}/plot.log",
     localrule: True
     conda:
         "../envs/paibench.yaml"

@@ -7,7 +7,8 @@ import re
 import shlex
 import sys
 
-from paibench.config import Grid, SCHEMA_PATH, load_config_file, mask_path
+from paibench import paths
+from paibench.config import Grid, SCHEMA_PATH, load_config_file
 from paibench.errors import PaibenchError
 
 # Under --sdm conda, workflow/envs/paibench.post-deploy.sh installs paibench into the rules' environment from
@@ -18,8 +19,8 @@ try:
     # Snakemake's YAML reader keeps the last of two equal keys silently: read each config file strictly first.
     for _configfile in workflow.configfiles:
         load_config_file(_configfile)
-    # Validates against workflow/schemas/config.schema.yaml plus semantic checks, before any job.
-    GRID = Grid(config, schema_path=workflow.source_path("../schemas/config.schema.yaml"))
+    # Validates against the package's schema (paibench/schemas/config.schema.yaml) plus semantic checks, before any job.
+    GRID = Grid(config, schema_path=SCHEMA_PATH)
 except PaibenchError as exc:
     sys.stderr.write(f"paibench: {exc}\n")
     raise SystemExit(1)
@@ -35,8 +36,8 @@ RUN_BY_MASK = {run.mask: run for run in RUNS}  # any run of a mask: they share i
 # and must build just its own target.
 STALE_RUNS, STALE_MASKS = GRID.stale()
 STALE_DATA = GRID.stale_data()
-_forced = ([f"{RUN_BY_KEY[key].run_dir}/metrics.json" for key in STALE_RUNS] + list(STALE_MASKS)
-           + [f"resources/data/{label}.pt" for label in STALE_DATA])
+_forced = ([RUN_BY_KEY[key].file(paths.METRICS) for key in STALE_RUNS] + list(STALE_MASKS)
+           + [paths.data(label) for label in STALE_DATA])
 if _forced and workflow.is_main_process:
     # Snakemake sets the workflow's DAG settings only after this file is parsed: add the stale files to
     # --forcerun when it does (the one place paibench reaches into Snakemake's objects).
@@ -103,11 +104,6 @@ def train_config(wildcards):
     return json.dumps(GRID.train[wildcards.experiment], sort_keys=True)
 
 
-def write_lines(path, lines):
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text("".join(f"{line}\n" for line in lines))
-
-
 def cached_result(run, path):
     """``path`` (a result of ``run``) as an input of rules that only read results (tables, figures).
 
@@ -122,34 +118,32 @@ def cached_result(run, path):
 
 
 def all_metrics():
-    return [cached_result(run, f"{run.run_dir}/metrics.json") for run in RUNS]
+    return [cached_result(run, run.file(paths.METRICS)) for run in RUNS]
 
 
 def all_evals():
-    return [cached_result(run, f"{run.run_dir}/eval.json") for run in RUNS]
+    return [cached_result(run, run.file(paths.EVAL)) for run in RUNS]
 
 
 def run_done(run):
     return run.key not in STALE_RUNS and all(
-        Path(run.run_dir, f).exists() for f in ("metrics.json", "epochs.csv", "model.safetensors"))
+        Path(run.file(name)).exists() for name in paths.TRAINED)
 
 
 def run_spec(wildcards):
-    key = "/".join([wildcards.experiment, wildcards.dataset, wildcards.arch, wildcards.method,
-                    f"c{wildcards.compression}", f"s{wildcards.seed}"])
-    return json.dumps(GRID.run_spec(RUN_BY_KEY[key]), sort_keys=True)
+    return json.dumps(GRID.run_spec(RUN_BY_KEY[paths.run_key_from(wildcards)]), sort_keys=True)
 
 
 def mask_spec(wildcards):
-    run = RUN_BY_MASK[mask_path(wildcards.dataset, wildcards.arch, wildcards.method, wildcards.compression,
-                                int(wildcards.seed))]
+    run = RUN_BY_MASK[paths.mask(wildcards.dataset, wildcards.arch, wildcards.method, wildcards.compression,
+                                 int(wildcards.seed))]
     return json.dumps(GRID.mask_spec(run), sort_keys=True)
 
 
 def pack_member(run):
+    from paibench.training.spec import RunSpec
+
     a = GRID.archs[run.arch]
-    return json.dumps({
-        "data": run.data, "mask": run.mask, "out_dir": run.run_dir, "seed": run.seed, "run_key": run.key,
-        "checkpoint": f"results/checkpoints/{run.key}.pt", "dataset": GRID.datasets[run.dataset].type,
-        "arch": a.name, "width": a.width, "arch_options": a.options, "spec": GRID.run_spec(run),
-    }, sort_keys=True)
+    return RunSpec(data=run.data, mask=run.mask, out_dir=run.run_dir, checkpoint=run.checkpoint, run_key=run.key,
+                   train={}, dataset=GRID.datasets[run.dataset].type, arch=a.name, width=a.width,
+                   arch_options=a.options, seed=run.seed, spec=GRID.run_spec(run)).member_json()

@@ -10,33 +10,30 @@ rule experiment_figures:
     output:
         **{
             name: report(
-                f"results/figures/{{experiment}}/{name}.png",
+                paths.FIGURE.format(experiment="{experiment}", name=name, ext="png"),
                 caption=f"../report/{name}.rst",
                 category="{experiment}",
                 subcategory=FIGURE_GROUPS[name],
             )
             for name in FIGURE_NAMES
         },
-        pdfs=[f"results/figures/{{experiment}}/{name}.pdf" for name in FIGURE_NAMES],
+        pdfs=[paths.FIGURE.format(experiment="{experiment}", name=name, ext="pdf") for name in FIGURE_NAMES],
     log:
-        "logs/figures/{experiment}.log",
+        f"{paths.LOGS}/figures/{{experiment}}.log",
     params:
-        listing="logs/figures/{experiment}.metrics.txt",
-        profile=(
-            f"--profile-compression {PROFILE_COMPRESSION:g}" if PROFILE_COMPRESSION else ""
-        ),
+        command="figures",
+        listing=f"{paths.LOGS}/figures/{{experiment}}.metrics.txt",
+        args=lambda wildcards: [
+            "--experiment", wildcards.experiment, "--masks-root", paths.MASKS_ROOT,
+            *(["--profile-compression", f"{PROFILE_COMPRESSION:g}"] if PROFILE_COMPRESSION else []),
+            "--effective-definition", EFFECTIVE_DEFINITION,
+            "--out-dir", str(Path(paths.figure(wildcards.experiment, "x", "png")).parent),
+        ],
     localrule: True
     conda:
         "../envs/paibench.yaml"
-    run:
-        # Thousands of paths would overflow one shell argument, so the list goes through a file.
-        write_lines(params.listing, input.metrics)
-        shell(
-            "paibench figures --metrics-list {params.listing} --experiment {wildcards.experiment}"
-            " --masks-root results/masks {params.profile} --effective-definition {EFFECTIVE_DEFINITION}"
-            " --out-dir results/figures/{wildcards.experiment}"
-            " > {log} 2>&1"
-        )
+    script:
+        "../scripts/listed.py"
 
 
 rule paper_table:
@@ -44,36 +41,36 @@ rule paper_table:
         paper_metrics,
     output:
         csv=report(
-            "results/tables/{paper}.csv",
+            paths.PAPER_TABLE.format(paper="{paper}", ext="csv"),
             caption="../report/table.rst",
             category="tables",
             subcategory="{paper}",
         ),
-        md="results/tables/{paper}.md",
-        tex="results/tables/{paper}.tex",
-        budget="results/tables/{paper}.json",
+        md=paths.PAPER_TABLE.format(paper="{paper}", ext="md"),
+        tex=paths.PAPER_TABLE.format(paper="{paper}", ext="tex"),
+        budget=paths.PAPER_TABLE.format(paper="{paper}", ext="json"),
     log:
-        "logs/tables/{paper}.log",
+        f"{paths.LOGS}/tables/{{paper}}.log",
     wildcard_constraints:
         paper="|".join(PAPER_NAMES),
     params:
-        listing="logs/tables/{paper}.metrics.txt",
-        experiments=lambda wildcards: ",".join(paper_experiments(wildcards.paper)),
+        command="tables",
+        listing=f"{paths.LOGS}/tables/{{paper}}.metrics.txt",
+        args=lambda wildcards: [
+            "--paper", f"{wildcards.paper}={','.join(paper_experiments(wildcards.paper))}",
+            "--effective-definition", EFFECTIVE_DEFINITION, "--out-dir", paths.TABLES_DIR,
+        ],
     localrule: True
     conda:
         "../envs/paibench.yaml"
-    run:
-        write_lines(params.listing, input)
-        shell(
-            "paibench tables --metrics-list {params.listing} --paper {wildcards.paper}={params.experiments}"
-            " --effective-definition {EFFECTIVE_DEFINITION} --out-dir results/tables > {log} 2>&1"
-        )
+    script:
+        "../scripts/listed.py"
 
 
 rule figures:
     input:
         FIGURES_TARGETS,
-        "results/tables/runs.csv",
-        "results/tables/summary.csv",
-        "results/figures/accuracy_vs_compression.png",
+        paths.RUNS_CSV,
+        paths.SUMMARY_CSV,
+        f"{paths.OVERVIEW}.png",
     localrule: True

@@ -14,8 +14,8 @@ def experiment_results(wildcards):
     runs = [run for run in RUNS if run.experiment == wildcards.experiment]
     pruned = [run for run in runs if GRID.methods[run.method].name != DENSE]  # dense masks have no statistics to draw
     return {
-        "metrics": [cached_result(run, f"{run.run_dir}/metrics.json") for run in runs],
-        "stats": [cached_result(run, str(Path(run.mask).with_suffix(".json"))) for run in pruned],
+        "metrics": [cached_result(run, run.file(paths.METRICS)) for run in runs],
+        "stats": [cached_result(run, str(paths.mask_stats(run.mask))) for run in pruned],
     }
 
 
@@ -25,13 +25,13 @@ def paper_experiments(paper):
 
 def paper_metrics(wildcards):
     wanted = set(paper_experiments(wildcards.paper))
-    return [cached_result(run, f"{run.run_dir}/metrics.json") for run in RUNS if run.experiment in wanted]
+    return [cached_result(run, run.file(paths.METRICS)) for run in RUNS if run.experiment in wanted]
 
 
 def figure_files(experiment, ext="png"):
-    return [f"results/figures/{experiment}/{name}.{ext}" for name in FIGURE_NAMES]
+    return [paths.figure(experiment, name, ext) for name in FIGURE_NAMES]
 
 
 FIGURES_TARGETS = [
     f for exp in EXPERIMENTS for ext in ("png", "pdf") for f in figure_files(exp, ext)
-] + [f"results/tables/{paper}.{ext}" for paper in PAPER_NAMES for ext in TABLE_FORMATS]
+] + [paths.paper_table(paper, ext) for paper in PAPER_NAMES for ext in TABLE_FORMATS]

@@ -1,13 +1,13 @@
 rule mask:
     input:
-        data="resources/data/{dataset}.pt",
+        data=paths.DATA,
         # budget_from: the other method's mask whose per-layer counts this one uses (MiCA's effective protocol)
         budget=budget_mask,
     output:
-        mask="results/masks/{dataset}/{arch}/{method}/c{compression}/s{seed}.safetensors",
-        stats="results/masks/{dataset}/{arch}/{method}/c{compression}/s{seed}.json",
+        mask=paths.MASK,
+        stats=paths.MASK_STATS,
     log:
-        "logs/mask/{dataset}/{arch}/{method}/c{compression}/s{seed}.log",
+        f"{paths.LOGS}/mask/{paths.MASK_KEY}.log",
     params:
         dataset=dataset_type,
         arch=arch_args,

@@ -7,21 +7,21 @@ rule train:
     wildcard_constraints:
         experiment="|".join(re.escape(e) for e in _SOLO) or "(?!)",
     input:
-        data="resources/data/{dataset}.pt",
-        mask="results/masks/{dataset}/{arch}/{method}/c{compression}/s{seed}.safetensors",
+        data=paths.DATA,
+        mask=paths.MASK,
     output:
-        metrics="results/runs/{experiment}/{dataset}/{arch}/{method}/c{compression}/s{seed}/metrics.json",
-        epochs="results/runs/{experiment}/{dataset}/{arch}/{method}/c{compression}/s{seed}/epochs.csv",
-        model="results/runs/{experiment}/{dataset}/{arch}/{method}/c{compression}/s{seed}/model.safetensors",
+        metrics=paths.in_run(paths.RUN_DIR, paths.METRICS),
+        epochs=paths.in_run(paths.RUN_DIR, paths.EPOCHS),
+        model=paths.in_run(paths.RUN_DIR, paths.MODEL),
     log:
-        "logs/train/{experiment}/{dataset}/{arch}/{method}/c{compression}/s{seed}.log",
+        f"{paths.LOGS}/train/{paths.RUN_KEY}.log",
     params:
         dataset=dataset_type,
         arch=arch_args,
         train=train_config,
         # Outside the job's outputs, so Snakemake does not delete it when a killed job is cleaned up.
-        checkpoint="results/checkpoints/{experiment}/{dataset}/{arch}/{method}/c{compression}/s{seed}.pt",
-        run_key="{experiment}/{dataset}/{arch}/{method}/c{compression}/s{seed}",
+        checkpoint=paths.CHECKPOINT,
+        run_key=paths.RUN_KEY,
         spec=run_spec,
     threads: RES["train_threads"]
     resources:
@@ -51,11 +51,11 @@ for _pack in GRID.packs(run_done):
             data=sorted({r.data for r in _pack}),
             masks=[r.mask for r in _pack],
         output:
-            metrics=[f"{r.run_dir}/metrics.json" for r in _pack],
-            epochs=[f"{r.run_dir}/epochs.csv" for r in _pack],
-            model=[f"{r.run_dir}/model.safetensors" for r in _pack],
+            metrics=[r.file(paths.METRICS) for r in _pack],
+            epochs=[r.file(paths.EPOCHS) for r in _pack],
+            model=[r.file(paths.MODEL) for r in _pack],
         log:
-            f"logs/train_pack/{_pack[0].experiment}/{_id}.log",
+            f"{paths.LOGS}/train_pack/{_pack[0].experiment}/{_id}.log",
         params:
             members=quoted(x for r in _pack for x in ("--member", pack_member(r))),
             train=json.dumps(GRID.train[_pack[0].experiment], sort_keys=True),
@@ -71,14 +71,14 @@ for _pack in GRID.packs(run_done):
 
 rule evaluate:
     input:
-        data="resources/data/{dataset}.pt",
-        mask="results/masks/{dataset}/{arch}/{method}/c{compression}/s{seed}.safetensors",
-        model="results/runs/{experiment}/{dataset}/{arch}/{method}/c{compression}/s{seed}/model.safetensors",
-        metrics="results/runs/{experiment}/{dataset}/{arch}/{method}/c{compression}/s{seed}/metrics.json",
+        data=paths.DATA,
+        mask=paths.MASK,
+        model=paths.in_run(paths.RUN_DIR, paths.MODEL),
+        metrics=paths.in_run(paths.RUN_DIR, paths.METRICS),
     output:
-        "results/runs/{experiment}/{dataset}/{arch}/{method}/c{compression}/s{seed}/eval.json",
+        paths.in_run(paths.RUN_DIR, paths.EVAL),
     log:
-        "logs/evaluate/{experiment}/{dataset}/{arch}/{method}/c{compression}/s{seed}.log",
+        f"{paths.LOGS}/evaluate/{paths.RUN_KEY}.log",
     conda:
         "../envs/paibench.yaml"
     shell:

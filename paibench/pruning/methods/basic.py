@@ -61,7 +61,7 @@ def erk_budget(ctx: PruneContext) -> dict[str, int]:
     return allocate(sizes, {n: dens[n] * sizes[n] for n in sizes}, ctx.target_kept)
 
 
-DENSE = MethodSpec(names.DENSE, dense, data_free=True, description="no pruning (compression 1)")
+DENSE = MethodSpec(names.DENSE, dense, data_free=True, prunes=False, description="no pruning (compression 1)")
 RANDOM = MethodSpec("random", budget_method(uniform_budget), data_free=True, budget=uniform_budget,
                     description="uniform density per layer, exact counts, random positions")
 ERK = MethodSpec("erk", budget_method(erk_budget), data_free=True, budget=erk_budget,

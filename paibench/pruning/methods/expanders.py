@@ -274,14 +274,14 @@ _ORIENTATION = Option(str, "larger", choices=("larger", "input"), omit_default=T
                       help="which channels pick d neighbours: larger side (paibench) or every input (the reference)")
 _REUSE = Option(bool, False, omit_default=True,
                 help="one graph per (n_in, n_out, d) for every layer, run and seed (the reference's graph cache)")
-XNET = MethodSpec("xnet", xnet, data_free=True, validate=validate,
+XNET = MethodSpec("xnet", xnet, data_free=True, validate=validate, exact_count=False,
                   options={"degree": _DEGREE, "orientation": _ORIENTATION, "graph_reuse": _REUSE},
                   description="X-Net channel graph (picking side d-regular), repeated over the kernel")
-RANDOM_GRAPH = MethodSpec("random_graph", random_graph, data_free=True, validate=validate,
+RANDOM_GRAPH = MethodSpec("random_graph", random_graph, data_free=True, validate=validate, exact_count=False,
                           options={"degree": _DEGREE, "orientation": _ORIENTATION, "graph_reuse": _REUSE},
                           description="random channel graph, each pair an edge with probability d/n (the RReg "
                                       "paper's equal-degree random baseline), repeated over the kernel")
-RREG = MethodSpec("rreg", rreg, data_free=True, validate=validate,
+RREG = MethodSpec("rreg", rreg, data_free=True, validate=validate, exact_count=False,
                   options={"degree": _DEGREE,
                            "samples": Option(int, 10, minimum=1, help="graphs drawn per layer; the best expander is kept"),
                            "subsets": Option(int, 100, minimum=1, help="random subsets per side to measure expansion"),

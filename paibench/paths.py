@@ -1,0 +1,88 @@
+"""Every artifact path of the workflow and the run key, once. Config, rules, training and analysis all
+build their paths here; patterns use Snakemake's ``{wildcard}`` syntax so rules can use them as they are.
+All paths are relative to the workflow's working directory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+# A run's key = its folder below results/runs: what it is, in the config's labels. It seeds every random
+# draw of its training (training.run.RunSpec.run_key).
+RUN_KEY = "{experiment}/{dataset}/{arch}/{method}/c{compression}/s{seed}"
+MASK_KEY = "{dataset}/{arch}/{method}/c{compression}/s{seed}"  # a mask is shared by the experiments that use it
+
+RAW_DIR = "resources/raw"  # downloads and raw files
+DATA = "resources/data/{dataset}.pt"  # a prepared dataset (training and data-dependent masks read only this)
+DATA_RECORD = "resources/data/{dataset}.json"  # what it was prepared from (stale detection)
+
+MASKS_ROOT = "results/masks"
+MASK = f"{MASKS_ROOT}/{MASK_KEY}.safetensors"
+MASK_STATS = f"{MASKS_ROOT}/{MASK_KEY}.json"
+
+RUNS_ROOT = "results/runs"
+RUN_DIR = f"{RUNS_ROOT}/{RUN_KEY}"
+# The files of a run's folder (a solo run, a packed run and a direct `paibench train` write the same ones).
+METRICS, EPOCHS, MODEL, EVAL = "metrics.json", "epochs.csv", "model.safetensors", "eval.json"
+TRAINED = (METRICS, EPOCHS, MODEL)  # what a finished training job leaves
+CHECKPOINT = f"results/checkpoints/{RUN_KEY}.pt"  # per-epoch checkpoint of a workflow run while it trains
+DIRECT_CHECKPOINT = "checkpoint.pt"  # in --out-dir, for a direct `paibench train` without --checkpoint
+
+TABLES_DIR = "results/tables"
+RUNS_CSV, SUMMARY_CSV, SUMMARY_MD = (f"{TABLES_DIR}/runs.csv", f"{TABLES_DIR}/summary.csv",
+                                     f"{TABLES_DIR}/summary.md")
+METRICS_LIST = f"{TABLES_DIR}/.metrics-list.txt"
+PAPER_TABLE = TABLES_DIR + "/{paper}.{ext}"
+FIGURES_DIR = "results/figures"
+OVERVIEW = f"{FIGURES_DIR}/accuracy_vs_compression"  # + .png / .pdf
+FIGURE = FIGURES_DIR + "/{experiment}/{name}.{ext}"
+
+LOGS = "logs"
+
+
+def run_key(experiment: str, dataset: str, arch: str, method: str, compression: str, seed: int) -> str:
+    return RUN_KEY.format(experiment=experiment, dataset=dataset, arch=arch, method=method,
+                          compression=compression, seed=seed)
+
+
+def mask(dataset: str, arch: str, method: str, compression: str, seed: int) -> str:
+    return MASK.format(dataset=dataset, arch=arch, method=method, compression=compression, seed=seed)
+
+
+def mask_stats(mask_file: str | Path) -> Path:
+    """The statistics JSON beside a mask file (its own name with .json)."""
+    return Path(mask_file).with_suffix(".json")
+
+
+def data(dataset: str) -> str:
+    return DATA.format(dataset=dataset)
+
+
+def data_record(dataset: str) -> str:
+    return DATA_RECORD.format(dataset=dataset)
+
+
+def run_dir(key: str) -> str:
+    return f"{RUNS_ROOT}/{key}"
+
+
+def checkpoint(key: str) -> str:
+    return f"results/checkpoints/{key}.pt"
+
+
+def paper_table(paper: str, ext: str) -> str:
+    return PAPER_TABLE.format(paper=paper, ext=ext)
+
+
+def figure(experiment: str, name: str, ext: str) -> str:
+    return FIGURE.format(experiment=experiment, name=name, ext=ext)
+
+
+def in_run(run_folder: str | Path, name: str) -> str:
+    return f"{run_folder}/{name}"
+
+
+def run_key_from(wildcards) -> str:
+    """The run key of a rule's wildcards."""
+    return run_key(wildcards.experiment, wildcards.dataset, wildcards.arch, wildcards.method,
+                   wildcards.compression, wildcards.seed)
