@@ -149,9 +149,9 @@ def test_mica_ablation_options_keep_exact_counts_and_change_the_mask(tmp_path, o
 def test_report_max_test_is_the_maximum_test_accuracy_over_epochs():
     history = [{"epoch": 1, "test_acc": 0.5, "val_acc": 0.9}, {"epoch": 2, "test_acc": 0.8, "val_acc": 0.1},
                {"epoch": 3, "test_acc": 0.6, "val_acc": 0.2}]
-    out = summarize(history, parse_train_config({"report": "max_test"}), "ok", "image")
+    out = summarize(history, parse_train_config({"report": "max_test"}), "ok")
     assert (out["accuracy"], out["report"], out["max_test_acc"]) == (0.8, "max_test", 0.8)
-    final = summarize(history, parse_train_config({}), "ok", "image")
+    final = summarize(history, parse_train_config({}), "ok")
     assert (final["accuracy"], final["report"]) == (0.6, "final")
 
 

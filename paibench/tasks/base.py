@@ -16,6 +16,7 @@ class Task:
     channels_last = False  # the channels-last memory format applies to its inputs
     vmap = False  # same-architecture runs can train as one vectorised model (training.loops)
     seeded_forward = False  # every forward draws from the run's own RNG state (dropout regardless of the model)
+    selects_on_validation = False  # reported accuracy: always the best-validation epoch (the dataset has a val split)
 
     def load(self, payload: dict, device, val_fraction: float = 0.0) -> Any:
         raise NotImplementedError

@@ -50,6 +50,7 @@ class NodeClassification(Task):
     channels_last = False
     vmap = False
     seeded_forward = True  # dropout of a full-graph step draws from the run's own RNG state
+    selects_on_validation = True  # Planetoid / OGB protocol: the epoch with the best validation accuracy
 
     def load(self, payload, device, val_fraction=0.0):
         return GraphData(payload, device)  # the dataset's own split has a validation set

@@ -15,8 +15,9 @@ from paibench.pruning.maskio import load_mask, stats_path
 from paibench.utils import atomic_path, read_json, write_json
 
 
-def summarize(history: list[dict], cfg: dict, status: str, kind: str) -> dict:
-    """The reported accuracy of a run's epochs: final, best (on validation when there is one) or max_test."""
+def summarize(history: list[dict], cfg: dict, status: str, select_on_validation: bool = False) -> dict:
+    """The reported accuracy of a run's epochs: final, best (on validation when there is one) or max_test.
+    `select_on_validation`: the task always reports the best-validation epoch (Task.selects_on_validation)."""
     finite = [h for h in history if math.isfinite(h.get("test_acc", float("nan")))]
     last = history[-1] if history else {}
     on_val = bool(finite) and all("val_acc" in h for h in finite)
@@ -30,8 +31,8 @@ def summarize(history: list[dict], cfg: dict, status: str, kind: str) -> dict:
     if cfg["report"] == "max_test":
         accuracy, report = max_test, "max_test"
     else:
-        accuracy = best_acc if cfg["report"] == "best" or kind == "graph" else final_acc
-        report = "best-val" if kind == "graph" or (cfg["report"] == "best" and on_val) else cfg["report"]
+        accuracy = best_acc if cfg["report"] == "best" or select_on_validation else final_acc
+        report = "best-val" if select_on_validation or (cfg["report"] == "best" and on_val) else cfg["report"]
     top5 = {}
     if any("test_top5_acc" in h for h in finite):  # datasets with tasks.image.TOP5_MIN_CLASSES classes or more
         final5 = last.get("test_top5_acc") if status == "ok" else None

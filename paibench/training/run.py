@@ -201,7 +201,7 @@ class RunState:
         write_epochs_csv(out_dir / paths.EPOCHS, self.history)
         if self.tensorboard is not None:
             self.tensorboard.close()
-        metrics = summarize(self.history, cfg, self.status, self.info.kind)
+        metrics = summarize(self.history, cfg, self.status, self.task.selects_on_validation)
         kept = int(sum(int(m.sum()) for m in masks.values()))
         prunable = int(sum(m.numel() for m in masks.values()))
         stats = mask_stats(spec.mask, masks, model, self.info)
