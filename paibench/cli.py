@@ -61,21 +61,14 @@ _positive_float = _number_type(float, "a number", "a number > 0", lambda v: v > 
 
 def cmd_mask(args) -> int:
     from paibench.data import DATASETS, load_prepared
-    from paibench.errors import bad_value
     from paibench.models import ARCHS
     from paibench.pruning import make_mask
     from paibench.pruning.methods import METHODS
-    from paibench.registry import is_import_name
 
     # Check names and architecture options first so the error names the flag the user typed.
     for flag, registry, name in (("--dataset", DATASETS, args.dataset), ("--arch", ARCHS, args.arch),
                                  ("--method", METHODS, args.method)):
-        try:
-            registry.get(name)
-        except PaibenchError as exc:
-            if is_import_name(name):  # say why the plug-in did not load, under the flag's name
-                raise PaibenchError(f"{flag}: {str(exc).split(': ', 1)[1]}") from None
-            raise bad_value(flag, name, registry.names()) from None
+        registry.get(name, flag)
     ARCHS.get(args.arch).parse_options(parse_kv_list(args.arch_opt, "--arch-opt"), "--arch-opt")
     if args.data:
         input_file("--data", args.data, "data")
@@ -114,6 +107,7 @@ def _refuse_other_mask(args) -> None:
 
 
 def cmd_inspect(args) -> int:
+    from paibench.names import MAC_KEYS
     from paibench.pruning.maskio import stats_path
 
     path = Path(args.path)
@@ -129,8 +123,7 @@ def cmd_inspect(args) -> int:
                 print(f"paibench inspect: note: {exc}; recomputing from the mask", file=sys.stderr)
         stats = stats or _recompute(path)
     keys = ["total", "kept", "nominal_compression", "effective_kept", "effective_compression", "collapsed",
-            "effective_kept_mica", "effective_compression_mica", "collapsed_mica",
-            "macs", "macs_kept", "macs_effective", "macs_effective_mica"]
+            "effective_kept_mica", "effective_compression_mica", "collapsed_mica", *MAC_KEYS]
     if args.json:
         print(json.dumps({k: stats.get(k) for k in keys + ["layers"]} | {k: v for k, v in stats.items() if k not in keys}, indent=2, sort_keys=True))
         return 0
@@ -166,12 +159,9 @@ def _recompute(path: Path) -> dict:
 
 def cmd_prepare(args) -> int:
     from paibench.data import DATASETS, save_prepared
-    from paibench.errors import bad_value
     from paibench.utils import write_json
 
-    if args.dataset not in DATASETS:
-        raise bad_value("--dataset", args.dataset, DATASETS.names())
-    spec = DATASETS.get(args.dataset)
+    spec = DATASETS.get(args.dataset, "--dataset")
     options = spec.parse_options(parse_kv_list(args.opt, "--opt"), "--opt")
     spec.check(options, Path("."), "--opt")
     output_file("--out", args.out)

@@ -22,7 +22,8 @@ from paibench.models import ARCHS
 from paibench.pruning.methods import METHODS
 from paibench.names import PAPERS as PAPER_TITLES
 from paibench.registry import is_import_name
-from paibench.training import NOT_RESULT_TRAIN_KEYS, parse_train_config
+from paibench.training import parse_train_config
+from paibench.training.recipe import result_recipe
 from paibench.utils import format_compression
 
 SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "config.schema.yaml"  # shipped in the package (wheel too)
@@ -156,6 +157,13 @@ def _base_label(name: str, spec) -> str:
     return spec.name if is_import_name(name) else name
 
 
+def _config_error(get, name: str, where: str) -> None:
+    try:
+        get(name, where)
+    except PaibenchError as exc:
+        raise PaibenchError(f"config error at {exc}") from None
+
+
 def _import_named_plugins(config: dict) -> None:
     """Import the plug-ins a config names as module:attribute (registry.py), so the schema's name lists
     include them; a name that does not import is refused here with its place in the config."""
@@ -169,18 +177,12 @@ def _import_named_plugins(config: dict) -> None:
         for key, registry in (("archs", ARCHS), ("methods", METHODS)):
             for i, name in entries(exp, key):
                 if is_import_name(name):
-                    try:
-                        registry.get(name)
-                    except PaibenchError as exc:
-                        raise PaibenchError(f"config error at experiments.{exp_name}.{key}[{i}]: {exc}") from None
+                    _config_error(registry.get, name, f"experiments.{exp_name}.{key}[{i}]")
     datasets = config.get("datasets")
     for label, entry in (datasets.items() if isinstance(datasets, dict) else []):
         dtype = entry.get("type") if isinstance(entry, dict) else None
         if is_import_name(dtype):
-            try:
-                DATASETS.get(dtype)
-            except PaibenchError as exc:
-                raise PaibenchError(f"config error at datasets.{label}.type: {exc}") from None
+            _config_error(DATASETS.get, dtype, f"datasets.{label}.type")
 
 
 class Grid:
@@ -383,7 +385,7 @@ class Grid:
 
     def run_spec(self, run: Run) -> dict:
         """Everything a run's results depend on: its mask's spec and the training recipe."""
-        train = {k: v for k, v in self.train[run.experiment].items() if k not in NOT_RESULT_TRAIN_KEYS}
+        train = result_recipe(self.train[run.experiment])
         return {**self.mask_spec(run), "train": train}
 
     def stale_data(self) -> dict[str, str]:
@@ -452,7 +454,7 @@ def _legacy_mask_spec(st: dict) -> dict:
 
 
 def _legacy_run_spec(m: dict) -> dict:
-    train = {k: v for k, v in (m.get("train") or {}).items() if k not in NOT_RESULT_TRAIN_KEYS}
+    train = result_recipe(m.get("train") or {})
     arch_options = m.get("arch_options") or {}
     if m.get("arch") in ARCHS:  # recorded as typed on the command line ('true', '0.5'): compare parsed values
         try:

@@ -30,5 +30,9 @@ PAPERS = {
 }
 TABLE_FORMATS = ("csv", "json", "md", "tex")
 
+# Multiply-accumulates per example a mask's statistics record (pruning.stats), per layer and in total, and
+# metrics.json, runs.csv and `paibench inspect` repeat: dense, kept, effectively kept (both definitions).
+MAC_KEYS = ("macs", "macs_kept", "macs_effective", "macs_effective_mica")
+
 # FORCE's sparsity levels (%): its table's columns and the ticks of the accuracy-vs-sparsity figure.
 FORCE_SPARSITIES = (90.0, 95.0, 98.0, 99.0, 99.5, 99.9)

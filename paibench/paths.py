@@ -25,7 +25,8 @@ RUN_DIR = f"{RUNS_ROOT}/{RUN_KEY}"
 # The files of a run's folder (a solo run, a packed run and a direct `paibench train` write the same ones).
 METRICS, EPOCHS, MODEL, EVAL = "metrics.json", "epochs.csv", "model.safetensors", "eval.json"
 TRAINED = (METRICS, EPOCHS, MODEL)  # what a finished training job leaves
-CHECKPOINT = f"results/checkpoints/{RUN_KEY}.pt"  # per-epoch checkpoint of a workflow run while it trains
+CHECKPOINTS_ROOT = "results/checkpoints"
+CHECKPOINT = f"{CHECKPOINTS_ROOT}/{RUN_KEY}.pt"  # per-epoch checkpoint of a workflow run while it trains
 DIRECT_CHECKPOINT = "checkpoint.pt"  # in --out-dir, for a direct `paibench train` without --checkpoint
 
 TABLES_DIR = "results/tables"
@@ -35,7 +36,7 @@ METRICS_LIST = f"{TABLES_DIR}/.metrics-list.txt"
 PAPER_TABLE = TABLES_DIR + "/{paper}.{ext}"
 FIGURES_DIR = "results/figures"
 OVERVIEW = f"{FIGURES_DIR}/accuracy_vs_compression"  # + .png / .pdf
-FIGURE = FIGURES_DIR + "/{experiment}/{name}.{ext}"
+FIGURE = FIGURES_DIR + "/{experiment}/{name}.{ext}"  # the figures of one experiment: figure_dir(experiment)
 
 LOGS = "logs"
 
@@ -67,7 +68,7 @@ def run_dir(key: str) -> str:
 
 
 def checkpoint(key: str) -> str:
-    return f"results/checkpoints/{key}.pt"
+    return f"{CHECKPOINTS_ROOT}/{key}.pt"
 
 
 def paper_table(paper: str, ext: str) -> str:
@@ -76,6 +77,10 @@ def paper_table(paper: str, ext: str) -> str:
 
 def figure(experiment: str, name: str, ext: str) -> str:
     return FIGURE.format(experiment=experiment, name=name, ext=ext)
+
+
+def figure_dir(experiment: str) -> str:
+    return str(Path(figure(experiment, "name", "png")).parent)
 
 
 def in_run(run_folder: str | Path, name: str) -> str:

@@ -46,11 +46,11 @@ class Registry(Generic[T]):
         return item
 
     # ------------------------------------------------------------------------------------------ plug-ins
-    def _checked(self, name: str, obj, origin: str) -> T:
+    def _checked(self, name: str, obj, origin: str, field: str) -> T:
         if self.item_type is not None and not isinstance(obj, self.item_type) and callable(obj):
             obj = obj()
         if self.item_type is not None and not isinstance(obj, self.item_type):
-            raise PaibenchError(f"{self.kind}: {name!r} ({origin}) is a {type(obj).__name__}; expected a "
+            raise PaibenchError(f"{field}: {name!r} ({origin}) is a {type(obj).__name__}; expected a "
                                 f"{self.item_type.__name__} (or a function returning one)")
         return obj
 
@@ -68,32 +68,35 @@ class Registry(Generic[T]):
             except Exception as exc:  # noqa: BLE001 (a broken plug-in must not break paibench)
                 raise PaibenchError(f"{self.kind}: the plug-in {ep.name!r} ({ep.value}, entry point group "
                                     f"{self.group}) could not be loaded: {type(exc).__name__}: {exc}") from None
-            self._items[ep.name] = self._checked(ep.name, obj, f"entry point {ep.value}")
+            self._items[ep.name] = self._checked(ep.name, obj, f"entry point {ep.value}", self.kind)
 
-    def _import(self, name: str) -> T:
+    def _import(self, name: str, field: str) -> T:
         module_name, _, attr = name.partition(":")
         try:
             obj = importlib.import_module(module_name)
             for part in attr.split("."):
                 obj = getattr(obj, part)
         except (ImportError, AttributeError) as exc:
-            raise PaibenchError(f"{self.kind}: {name!r} could not be imported ({type(exc).__name__}: {exc}); "
+            raise PaibenchError(f"{field}: {name!r} could not be imported ({type(exc).__name__}: {exc}); "
                                 f"expected an importable module:attribute naming a {self.kind} spec") from None
-        item = self._checked(name, obj, "module:attribute")
+        item = self._checked(name, obj, "module:attribute", field)
         self._items[name] = item
         return item
 
     # ------------------------------------------------------------------------------------------- lookups
-    def get(self, name: str) -> T:
+    def get(self, name: str, field: str | None = None) -> T:
+        """The entry named `name`; an unknown or unimportable name is one error line naming `field` (the
+        flag or config place the name came from; the registry's kind by default)."""
+        field = field or self.kind
         if name in self._items:
             return self._items[name]
         if is_import_name(name):
-            return self._import(name)
+            return self._import(name, field)
         self._load_plugins()
         try:
             return self._items[name]
         except KeyError:
-            raise bad_value(self.kind, name, list(self._items)) from None
+            raise bad_value(field, name, self.names()) from None
 
     def __contains__(self, name: object) -> bool:
         if name in self._items:

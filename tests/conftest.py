@@ -49,6 +49,17 @@ def digits_file(tmp_path_factory, digits_payload):
     return path
 
 
+def copy_package_source(dest: Path) -> Path:
+    """What building paibench needs (pyproject, README, LICENSE, the package), copied to `dest`."""
+    import shutil
+
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy(REPO / name, dest / name)
+    shutil.copytree(REPO / "paibench", dest / "paibench", ignore=shutil.ignore_patterns("__pycache__"))
+    return dest
+
+
 def tiny_config(**overrides) -> dict:
     """A grid that trains in seconds: digits, VGG-16 at width 1/8, 3 epochs."""
     exp = {

@@ -6,14 +6,11 @@ Every message must name the key (its path in the config, or the flag), the bad v
 from __future__ import annotations
 
 import copy
-import os
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-from conftest import BIN, REPO, run_snakemake, tiny_config
+from conftest import BIN, run_snakemake, tiny_config
 from paibench.cli import main
 from paibench.config import Grid
 from paibench.errors import PaibenchError

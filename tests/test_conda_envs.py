@@ -21,6 +21,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from conftest import copy_package_source
+
 pytestmark = pytest.mark.workflow  # parses the workflow with Snakemake and builds a virtualenv
 
 try:
@@ -221,11 +223,7 @@ def test_post_deploy_script_installs_the_checkout_without_network(tmp_path):
     """Runs workflow/envs/*.post-deploy.sh as Snakemake does (a copy beside the environment, from another
     working directory, the environment's bin first on PATH) in a venv standing in for the conda environment:
     pip, setuptools and nothing else, so paibench must come from the checkout, editable, with no index."""
-    source = tmp_path / "checkout"
-    source.mkdir()
-    for name in ("pyproject.toml", "README.md", "LICENSE"):
-        shutil.copy(REPO / name, source / name)
-    shutil.copytree(REPO / "paibench", source / "paibench", ignore=shutil.ignore_patterns("__pycache__"))
+    source = copy_package_source(tmp_path / "checkout")
     # The build tools of the running interpreter, shared with the stand-in environment through a .pth file.
     tools = tmp_path / "tools"
     tools.mkdir()

@@ -4,7 +4,6 @@ built wheel works on its own from an unrelated folder (schema and registries shi
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import sysconfig
@@ -15,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import BIN, REPO, tiny_config
+from conftest import BIN, REPO, copy_package_source, tiny_config
 
 # A sitecustomize that makes `import torch` fail in every Python process started with it on PYTHONPATH
 # (importlib.util.find_spec still answers: finding a package is not importing it).
@@ -83,11 +82,7 @@ def test_snakemake_parse_imports_no_torch(no_torch_env, tmp_path):
 
 @pytest.mark.workflow  # builds a wheel and a virtualenv (~20 s)
 def test_built_wheel_works_from_an_unrelated_folder(tmp_path):
-    src = tmp_path / "src"
-    src.mkdir()
-    for name in ("pyproject.toml", "README.md", "LICENSE"):
-        shutil.copy(REPO / name, src / name)
-    shutil.copytree(REPO / "paibench", src / "paibench", ignore=shutil.ignore_patterns("__pycache__"))
+    src = copy_package_source(tmp_path / "src")
     dist = tmp_path / "dist"
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "--no-index",
                     "-w", str(dist), str(src)], check=True, capture_output=True, timeout=300)

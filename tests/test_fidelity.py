@@ -16,7 +16,6 @@ from paibench.config import Grid, load_config_file
 from paibench.data.base import DatasetInfo, augment_images, info_from_payload
 from paibench.models import build_model, prunable_parameters
 from paibench.pruning import dense_layer_names, make_mask
-from paibench.pruning.core import PruneContext
 from paibench.pruning.effective import effective_masks
 from paibench.pruning.maskio import load_mask
 from paibench.pruning.methods.expanders import collapsed_configuration_graph

@@ -9,7 +9,6 @@ import stat
 
 import pytest
 import torch
-import yaml
 
 from conftest import REPO, planned_jobs, run_snakemake, tiny_config
 from paibench.cli import main

@@ -20,6 +20,7 @@ from paibench.utils import atomic_path
 
 
 def _plt():
+    """pyplot, headless, with the seaborn theme every figure shares."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -28,7 +29,7 @@ def _plt():
 
     # Print-sized text: 'paper' context scaled up so a 2-column figure stays readable at column width.
     sns.set_theme(style="whitegrid", context="paper", font_scale=1.3)
-    return plt, sns
+    return plt
 
 
 def _panels(df: pd.DataFrame) -> list[tuple[str, str]]:
@@ -50,7 +51,8 @@ def _palette(runs: pd.DataFrame) -> dict:
     rows = runs.drop_duplicates("method")
     entries = {}
     for _, r in rows.iterrows():
-        display = r.get("method_display", r["method"]) if isinstance(r.get("method_display"), str) else r["method"]
+        display = r.get("method_display")  # absent (or empty) in a runs.csv from before display names
+        display = display if isinstance(display, str) else r["method"]
         entries[r["method"]] = (display, method_style(r["method"], r["method_name"], r.get("method_options")))
     ordered = sorted(entries.items(), key=lambda kv: (kv[1][0], kv[0]))
     # Lines drawn first are drawn wider, so a line hidden exactly under a later one still shows as its rim.
@@ -60,10 +62,10 @@ def _palette(runs: pd.DataFrame) -> dict:
 
 
 def _title(here: pd.DataFrame, dataset: str, arch: str) -> str:
-    first = here.iloc[0] if len(here) else {}
-    d = first.get("dataset_display", dataset) if len(here) else dataset
-    a = first.get("arch_display", arch) if len(here) else arch
-    return f"{d} / {a}"
+    """'CIFAR-10 / VGG-16, width 0.25': the panel's display names (its labels when it has no runs)."""
+    if len(here):
+        dataset, arch = here.iloc[0].get("dataset_display", dataset), here.iloc[0].get("arch_display", arch)
+    return f"{dataset} / {arch}"
 
 
 def _save(fig, out_png: Path) -> list[Path]:
@@ -147,7 +149,7 @@ def accuracy_label(runs: pd.DataFrame) -> str:
 # --------------------------------------------------------------------------------------------- figures
 def accuracy_vs_compression(runs: pd.DataFrame, out_png: Path, axis: str = "nominal") -> list[Path]:
     """Figure 1: test accuracy against nominal or effective compression, dense accuracy as a reference."""
-    plt, sns = _plt()
+    plt = _plt()
     xcol = "nominal_compression" if axis == "nominal" else "effective_compression"
     panels = _panels(runs)
     pruned = runs[runs["method_name"] != DENSE]
@@ -193,7 +195,7 @@ def _pruned_panels(runs: pd.DataFrame):
     Yields (ax, sub, series): sub holds the panel's pruned runs, series maps method -> ((display, style), its runs),
     methods without runs left out. Panels without pruned runs are marked empty and not yielded.
     """
-    plt, sns = _plt()
+    plt = _plt()
     pruned = runs[runs["method_name"] != DENSE]
     panels = _panels(pruned) or _panels(runs)
     palette = _palette(pruned)
@@ -253,7 +255,7 @@ def pick_profile_compression(compressions, wanted: float | None) -> float | None
 
 def layer_density(layers: pd.DataFrame, runs: pd.DataFrame, out_png: Path, wanted: float | None = None) -> list[Path]:
     """Figure 3: each layer's kept fraction (solid) and effective fraction (dashed) at one compression."""
-    plt, sns = _plt()
+    plt = _plt()
     pruned = runs[runs["method_name"] != DENSE]
     chosen = pick_profile_compression(pruned["compression"], wanted)
     panels = _panels(pruned) or _panels(runs)
@@ -320,7 +322,7 @@ def collapse_fraction(runs: pd.DataFrame, out_png: Path) -> list[Path]:
 
 def accuracy_vs_sparsity(runs: pd.DataFrame, out_png: Path) -> list[Path]:
     """Figure 5: accuracy against sparsity in percent, ticks at FORCE's 90 .. 99.9 % (axis linear in log 1/(1-s))."""
-    plt, sns = _plt()
+    plt = _plt()
     pruned = runs[runs["method_name"] != DENSE]
     panels = _panels(runs)
     palette = _palette(pruned)

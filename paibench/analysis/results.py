@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from paibench import paths
+from paibench.names import MAC_KEYS
 from paibench.analysis.style import arch_display, dataset_display, method_display
 from paibench.utils import read_json
 
@@ -45,7 +46,6 @@ ACCURACY_COLUMNS = {  # column -> metrics.json key (a fraction there)
     "accuracy_pct": "accuracy", "final_test_acc_pct": "final_test_acc", "best_test_acc_pct": "best_test_acc",
     "max_test_acc_pct": "max_test_acc", "top5_accuracy_pct": "top5_accuracy",
 }
-MAC_COLUMNS = ("macs", "macs_kept", "macs_effective", "macs_effective_mica")
 
 
 def run_record(metrics_file: str | Path, effective_definition: str = "paths") -> dict:
@@ -92,7 +92,7 @@ def run_record(metrics_file: str | Path, effective_definition: str = "paths") ->
         "kept": m.get("kept"),
         "prunable": m.get("prunable"),
         # multiply-accumulates per example (empty for runs made before masks recorded them)
-        **{col: _num(m.get(col)) for col in MAC_COLUMNS},
+        **{col: _num(m.get(col)) for col in MAC_KEYS},
         "epochs": train.get("epochs"),
         "optimizer": train.get("optimizer"),
         "lr": train.get("lr"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from paibench.names import MAC_KEYS
 from paibench.pruning.effective import DEFINITIONS, effective_masks
 
 
@@ -124,8 +125,7 @@ def mask_statistics(model, masks: dict[str, torch.Tensor], info, graphs: bool = 
     kept = sum(layer["kept"] for layer in layers)
     ekept = sum(layer["effective_kept"] for layer in layers)
     ekept_mica = sum(layer["effective_kept_mica"] for layer in layers)
-    macs = {key: sum(layer[key] for layer in layers)
-            for key in ("macs", "macs_kept", "macs_effective", "macs_effective_mica")}
+    macs = {key: sum(layer[key] for layer in layers) for key in MAC_KEYS}
     return {
         "total": total, "kept": kept, "nominal_compression": ratio(total, kept),
         "effective_kept": ekept, "effective_compression": ratio(total, ekept),

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 
 from paibench.lazy import torch, nn  # imported when first used (no torch to read a config)
-from paibench.models.base import example_input, prunable_modules, prunable_types
+from paibench.models.base import example_input, prunable_modules
 
 INPUT = "<input>"
 OUTPUT = "<output>"

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from paibench.data.base import DatasetInfo
-from paibench.lazy import torch
+from paibench.names import MAC_KEYS
 from paibench.pruning.maskio import load_mask, stats_path
 from paibench.utils import atomic_path, read_json, write_json
 
@@ -85,8 +85,7 @@ def mask_stats(mask_file, masks, model, info) -> dict:
 
 
 # mask statistics a run's metrics.json repeats (runs.csv and the tables read them from there)
-MASK_KEYS = ("effective_compression", "collapsed", "effective_compression_mica", "collapsed_mica",
-             "macs", "macs_kept", "macs_effective", "macs_effective_mica")
+MASK_KEYS = ("effective_compression", "collapsed", "effective_compression_mica", "collapsed_mica", *MAC_KEYS)
 
 
 def evaluate_run(data_file: str, mask_file: str, model_file: str, metrics_file: str, out: str,

@@ -27,7 +27,7 @@ rule experiment_figures:
             "--experiment", wildcards.experiment, "--masks-root", paths.MASKS_ROOT,
             *(["--profile-compression", f"{PROFILE_COMPRESSION:g}"] if PROFILE_COMPRESSION else []),
             "--effective-definition", EFFECTIVE_DEFINITION,
-            "--out-dir", str(Path(paths.figure(wildcards.experiment, "x", "png")).parent),
+            "--out-dir", paths.figure_dir(wildcards.experiment),
         ],
     localrule: True
     conda:
