@@ -11,7 +11,7 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -25,6 +25,9 @@ from paibench.registry import is_import_name
 from paibench.training import parse_train_config
 from paibench.training.recipe import result_recipe
 from paibench.utils import format_compression
+
+if TYPE_CHECKING:
+    from paibench.training.spec import RunSpec
 
 SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "config.schema.yaml"  # shipped in the package (wheel too)
 PAPERS = tuple(PAPER_TITLES)  # the papers whose main tables paibench rebuilds (analysis/tables.py)
@@ -387,6 +390,16 @@ class Grid:
         """Everything a run's results depend on: its mask's spec and the training recipe."""
         train = result_recipe(self.train[run.experiment])
         return {**self.mask_spec(run), "train": train}
+
+    def training_spec(self, run: Run) -> RunSpec:
+        """What one training process needs for ``run`` (its files, architecture and spec; the recipe and threads
+        are the job's): config.Run is a run's place in the grid, training.spec.RunSpec the job made from it."""
+        from paibench.training.spec import RunSpec
+
+        a = self.archs[run.arch]
+        return RunSpec(data=run.data, mask=run.mask, out_dir=run.run_dir, checkpoint=run.checkpoint, run_key=run.key,
+                       train={}, dataset=self.datasets[run.dataset].type, arch=a.name, width=a.width,
+                       arch_options=a.options, seed=run.seed, spec=self.run_spec(run))
 
     def stale_data(self) -> dict[str, str]:
         """Prepared dataset files whose recorded dataset type or options differ from the config's."""

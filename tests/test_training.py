@@ -45,11 +45,26 @@ def test_pruned_weights_and_optimizer_state_stay_exactly_zero(tmp_path, digits_f
     assert checked > 0
 
 
-def test_threads_zero_means_all_cores():
+def test_threads_zero_means_omp_num_threads_else_all_cores(monkeypatch):
     import os
 
     assert resolve_threads(3) == 3
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert resolve_threads(0) == 1
+    monkeypatch.delenv("OMP_NUM_THREADS")
     assert resolve_threads(0) == len(os.sched_getaffinity(0))
+
+
+def test_training_restores_the_callers_thread_count(digits_file, tmp_path):
+    from paibench.pruning import make_mask
+
+    make_mask("digits", "resnet20", "random", 10, 0, str(tmp_path / "m.safetensors"), width=0.25)
+    before = torch.get_num_threads()
+    spec = RunSpec(data=str(digits_file), mask=str(tmp_path / "m.safetensors"), out_dir=str(tmp_path / "run"),
+                   checkpoint=str(tmp_path / "ck.pt"), run_key="t", train=parse_train_config({"epochs": 1}),
+                   dataset="digits", arch="resnet20", width=0.25, arch_options={}, seed=0, threads=before + 1)
+    train_run(spec, log=lambda msg: None)
+    assert torch.get_num_threads() == before
 
 
 def test_validation_split_is_stratified_fixed_and_disjoint():

@@ -93,9 +93,6 @@ def train_pack(specs: list[RunSpec], log=print, mode: str = "auto") -> list[dict
     that allows it (images) as one vectorised model; ``auto`` = ``vmap`` on CUDA for two or more such
     runs, else ``loop``.
     """
-    from paibench.data import load_prepared
-    from paibench.tasks import task_for
-
     if not specs:
         return []
     if mode not in PACK_MODES:
@@ -105,7 +102,19 @@ def train_pack(specs: list[RunSpec], log=print, mode: str = "auto") -> list[dict
         if s.train != cfg:
             raise PaibenchError(f"pack: run {s.run_key!r} has a different training recipe than {specs[0].run_key!r}; "
                                 f"expected one recipe per pack")
+    # The run's thread count holds while it trains; a Python caller's own setting comes back afterwards.
+    callers_threads = torch.get_num_threads()
     torch.set_num_threads(resolve_threads(specs[0].threads))
+    try:
+        return _train_pack(specs, cfg, log, mode)
+    finally:
+        torch.set_num_threads(callers_threads)
+
+
+def _train_pack(specs: list[RunSpec], cfg: dict, log, mode: str) -> list[dict]:
+    from paibench.data import load_prepared
+    from paibench.tasks import task_for
+
     device = pick_device(cfg["device"])
     loaded: dict[str, tuple] = {}
     runs = []

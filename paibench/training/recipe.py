@@ -96,11 +96,15 @@ def device_name(device) -> str:
 
 
 def resolve_threads(threads: int) -> int:
-    """``threads`` > 0 as given; 0 means every core this process may run on."""
+    """``threads`` > 0 as given; 0 means OMP_NUM_THREADS when it is set (as torch itself reads it), else every
+    core this process may run on."""
     import os
 
     if threads > 0:
         return threads
+    omp = os.environ.get("OMP_NUM_THREADS", "")
+    if omp.isdigit() and int(omp) > 0:
+        return int(omp)
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not Linux

@@ -141,9 +141,4 @@ def mask_spec(wildcards):
 
 
 def pack_member(run):
-    from paibench.training.spec import RunSpec
-
-    a = GRID.archs[run.arch]
-    return RunSpec(data=run.data, mask=run.mask, out_dir=run.run_dir, checkpoint=run.checkpoint, run_key=run.key,
-                   train={}, dataset=GRID.datasets[run.dataset].type, arch=a.name, width=a.width,
-                   arch_options=a.options, seed=run.seed, spec=GRID.run_spec(run)).member_json()
+    return GRID.training_spec(run).member_json()
