@@ -9,7 +9,9 @@ import logging
 import math
 import os
 import re
+import shlex
 import sys
+import time
 from pathlib import Path
 
 from paibench import paths
@@ -60,6 +62,12 @@ _positive_float = _number_type(float, "a number", "a number > 0", lambda v: v > 
 
 
 def cmd_mask(args) -> int:
+    _make_one_mask(args, {})
+    return 0
+
+
+def _make_one_mask(args, payloads: dict) -> dict:
+    """One `paibench mask` invocation; `payloads` caches prepared datasets by path (a batch reads each once)."""
     from paibench.data import DATASETS, load_prepared
     from paibench.models import ARCHS
     from paibench.pruning import make_mask
@@ -74,16 +82,56 @@ def cmd_mask(args) -> int:
         input_file("--data", args.data, "data")
     output_file("--out", args.out, inputs=[args.data], suffix=".safetensors")
     _refuse_other_mask(args)
-    payload = load_prepared(args.data) if args.data else None
+    if args.data and args.data not in payloads:
+        payloads[args.data] = load_prepared(args.data)
     stats = make_mask(
         args.dataset, args.arch, args.method, args.compression, args.seed, args.out,
         options=parse_kv_list(args.opt, "--opt"), width=args.width,
-        arch_options=parse_kv_list(args.arch_opt, "--arch-opt"), payload=payload, device=args.device,
-        recorded_spec=_json_arg("--spec", args.spec, None),
+        arch_options=parse_kv_list(args.arch_opt, "--arch-opt"), payload=payloads.get(args.data),
+        device=args.device, recorded_spec=_json_arg("--spec", args.spec, None),
     )
     eff = stats["effective_compression"]
     print(f"{args.out}: kept {stats['kept']}/{stats['total']} (nominal {stats['nominal_compression']:.4g}x, "
-          f"effective {'collapsed' if eff is None else f'{eff:.4g}x'}) in {stats['seconds']:.2f}s")
+          f"effective {'collapsed' if eff is None else f'{eff:.4g}x'}) in {stats['seconds']:.2f}s", flush=True)
+    return stats
+
+
+class _JobParser(_Parser):
+    """Parses one --job of mask-batch with the `mask` command's arguments; a bad one names the job."""
+
+    def __init__(self, where: str):
+        super().__init__(prog=f"paibench mask-batch {where}", add_help=False)
+        self.where = where
+
+    def error(self, message: str):
+        raise PaibenchError(f"{self.where}: {message}")
+
+
+def cmd_mask_batch(args) -> int:
+    jobs = list(args.job or [])
+    if args.jobs_file:
+        text = input_file("--jobs-file", args.jobs_file, "list").read_text()
+        jobs += [line for line in text.splitlines() if line.strip()]
+    if not jobs:
+        raise PaibenchError("mask-batch: no jobs; expected --job 'ARGS OF paibench mask' (repeatable) or --jobs-file FILE")
+    parsed = []
+    for i, job in enumerate(jobs):  # every job is checked before the first mask is made
+        parser = _JobParser(f"--job {i}")
+        _add_mask_arguments(parser)
+        parsed.append(parser.parse_args(shlex.split(job)))
+    outs = [a.out for a in parsed]
+    if len(set(outs)) != len(outs):
+        dup = next(o for o in outs if outs.count(o) > 1)
+        raise PaibenchError(f"--job: two jobs write {dup!r}; expected one job per mask file")
+    payloads: dict = {}  # one read of each prepared dataset for the whole batch
+    started = time.perf_counter()
+    method_seconds = 0.0
+    for i, job_args in enumerate(parsed):
+        try:
+            method_seconds += _make_one_mask(job_args, payloads)["seconds"]
+        except PaibenchError as exc:
+            raise PaibenchError(f"--job {i} ({job_args.out}): {exc}") from None
+    print(f"{len(parsed)} masks in {time.perf_counter() - started:.2f}s ({method_seconds:.2f}s inside make_mask)")
     return 0
 
 
@@ -253,7 +301,20 @@ def cmd_train(args) -> int:
     with slot:
         metrics = train_run(spec, log=log)
     print(f"status={metrics['status']} accuracy={metrics['accuracy']}")
+    if args.evaluate:
+        _evaluate_saved(spec)
     return 0
+
+
+def _evaluate_saved(spec) -> None:
+    """`paibench evaluate` of a just-trained run, in the training process (no third process per run): the weights
+    are reloaded from the run's saved files and measured on the CPU, exactly as the command does."""
+    from paibench.training import evaluate_run
+
+    out = Path(spec.out_dir)
+    result = evaluate_run(spec.data, spec.mask, str(out / paths.MODEL), str(out / paths.METRICS), str(out / paths.EVAL),
+                          "cpu")
+    print(f"{out / paths.EVAL}: test_acc={result['test_acc']} pruned_nonzero={result['pruned_nonzero']}", flush=True)
 
 
 def cmd_train_pack(args) -> int:
@@ -277,6 +338,9 @@ def cmd_train_pack(args) -> int:
     results = train_pack(specs, log=lambda msg: print(msg, flush=True), mode=args.mode)
     for spec, metrics in zip(specs, results):
         print(f"{spec.run_key}: status={metrics['status']} accuracy={metrics['accuracy']}")
+    if args.evaluate:
+        for spec in specs:
+            _evaluate_saved(spec)
     return 0
 
 
@@ -417,13 +481,7 @@ def cmd_list(args) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="paibench", description=__doc__)
-    p.add_argument("-v", "--verbose", action="store_true", help="log more, and show the traceback of an unexpected error")
-    p.add_argument("--version", action="version", version=f"paibench {_version()}")
-    sub = p.add_subparsers(dest="command", required=True)
-
-    m = sub.add_parser("mask", help="compute a pruning mask and its statistics")
+def _add_mask_arguments(m) -> None:
     m.add_argument("--dataset", required=True, help="registered dataset (paibench list); data-free methods need only its shape")
     m.add_argument("--arch", required=True, help="registered architecture (paibench list)")
     m.add_argument("--method", required=True, help="registered pruning method (paibench list)")
@@ -437,7 +495,23 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--device", default="cpu", type=_device, help="where scores are computed (cpu, cuda, cuda:N)")
     m.add_argument("--force", action="store_true", help="replace an existing mask made from other inputs")
     m.add_argument("--spec", help="what the workflow made this result from (JSON; recorded so a changed config is detected)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="paibench", description=__doc__)
+    p.add_argument("-v", "--verbose", action="store_true", help="log more, and show the traceback of an unexpected error")
+    p.add_argument("--version", action="version", version=f"paibench {_version()}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    m = sub.add_parser("mask", help="compute a pruning mask and its statistics")
+    _add_mask_arguments(m)
     m.set_defaults(func=cmd_mask)
+
+    mb = sub.add_parser("mask-batch", help="compute many masks in one process (the arguments of `paibench mask` per job)")
+    mb.add_argument("--job", action="append", metavar="ARGS",
+                    help="one mask: the arguments of `paibench mask` as one string (repeatable)")
+    mb.add_argument("--jobs-file", help="file with one job (arguments of `paibench mask`) per line")
+    mb.set_defaults(func=cmd_mask_batch)
 
     i = sub.add_parser("inspect", help="print a mask's (effective) compression and per-layer statistics")
     i.add_argument("path", help="a mask (.safetensors) or its statistics JSON")
@@ -467,6 +541,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--threads", type=_nonneg_int, default=0, help="CPU threads (0: all cores)")
     t.add_argument("--force", action="store_true", help="replace a finished run in --out-dir made with another mask")
     t.add_argument("--spec", help="what the workflow made this result from (JSON; recorded so a changed config is detected)")
+    t.add_argument("--evaluate", action="store_true",
+                   help="then write OUT_DIR/eval.json as `paibench evaluate` would (saves a process per run)")
     t.set_defaults(func=cmd_train)
 
     tp = sub.add_parser("train-pack", help="train several runs of one architecture together in one process")
@@ -479,6 +555,8 @@ def build_parser() -> argparse.ArgumentParser:
     tp.add_argument("--mode", default="auto", choices=("auto", "loop", "vmap"),
                     help="loop: interleaved, bitwise equal to solo runs; vmap: one vectorised model (GPU); "
                          "auto: vmap on CUDA, else loop")
+    tp.add_argument("--evaluate", action="store_true",
+                    help="then write each member's eval.json as `paibench evaluate` would")
     tp.set_defaults(func=cmd_train_pack)
 
     e = sub.add_parser("evaluate", help="re-measure a trained run's test accuracy from its saved weights")

@@ -31,7 +31,8 @@ if TYPE_CHECKING:
 
 SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "config.schema.yaml"  # shipped in the package (wheel too)
 PAPERS = tuple(PAPER_TITLES)  # the papers whose main tables paibench rebuilds (analysis/tables.py)
-DEFAULT_RESOURCES = {"train_threads": 1, "mask_threads": 1, "train_mem_mb": 4000, "train_runtime": 120}
+DEFAULT_RESOURCES = {"train_threads": 1, "mask_threads": 1, "train_mem_mb": 4000, "train_runtime": 120,
+                     "mask_batch": 25, "mask_mem_mb": 4000, "mask_runtime": 60}
 
 
 def _path_text(path) -> str:
@@ -370,6 +371,44 @@ class Grid:
             size = self.pack[exp]
             out += [runs[i : i + size] for i in range(0, len(runs), size)]
         return out
+
+    def mask_batches(self, todo: set[str], size: int, parallel: int = 1) -> list[list[Run]]:
+        """Mask jobs of several masks each, for the mask files in ``todo`` (one run per mask, grid order). A
+        ``budget_from`` mask reads another mask of the grid, so masks come in levels (a level reads only masks of
+        lower levels) and a batch holds one level. Each level is cut into chunks of at most ``size`` and into at
+        least ``parallel`` chunks when it has that many masks, so local cores stay busy."""
+        levels: dict[int, dict[str, Run]] = {}
+        for run in self.runs:
+            if run.mask in todo:
+                levels.setdefault(self._mask_level(run.method), {}).setdefault(run.mask, run)
+        out: list[list[Run]] = []
+        for level in sorted(levels):
+            runs = list(levels[level].values())
+            chunk = max(1, min(size, math.ceil(len(runs) / max(1, parallel))))
+            out += [runs[i : i + chunk] for i in range(0, len(runs), chunk)]
+        return out
+
+    def _mask_level(self, method_label: str) -> int:
+        source = self.methods[method_label].budget_from
+        return 0 if source is None else 1 + self._mask_level(source)
+
+    def mask_args(self, run: Run) -> list[str]:
+        """The arguments of `paibench mask` that make ``run``'s mask (the solo rule and mask batches share them)."""
+        args = ["--dataset", self.datasets[run.dataset].type, *self.arch_args(run.arch), *self.method_args(run.method)]
+        for budget in self.budget_mask(run.method, run.dataset, run.arch, run.compression, run.seed):
+            args += ["--opt", f"budget_mask={budget}"]
+        return args + ["--compression", run.compression, "--seed", str(run.seed), "--data", run.data,
+                       "--spec", json.dumps(self.mask_spec(run), sort_keys=True), "--force", "--out", run.mask]
+
+    def train_args(self, run: Run) -> list[str]:
+        """The arguments of `paibench train` for ``run`` (threads aside: they are the job's), eval.json included."""
+        return ["--data", run.data, "--mask", run.mask, "--dataset", self.datasets[run.dataset].type,
+                *self.arch_args(run.arch), "--seed", str(run.seed),
+                "--train-config", json.dumps(self.train[run.experiment], sort_keys=True),
+                # outside the job's outputs, so Snakemake does not delete it when a killed job is cleaned up
+                "--checkpoint", run.checkpoint, "--run-key", run.key,
+                "--spec", json.dumps(self.run_spec(run), sort_keys=True), "--force", "--evaluate",
+                "--out-dir", run.run_dir]
 
     def budget_mask(self, method_label: str, dataset: str, arch: str, compression: str, seed: int) -> list[str]:
         """The mask a ``budget_from`` method reads (a rule input), or [] for other methods."""

@@ -24,7 +24,7 @@ RUNS_ROOT = "results/runs"
 RUN_DIR = f"{RUNS_ROOT}/{RUN_KEY}"
 # The files of a run's folder (a solo run, a packed run and a direct `paibench train` write the same ones).
 METRICS, EPOCHS, MODEL, EVAL = "metrics.json", "epochs.csv", "model.safetensors", "eval.json"
-TRAINED = (METRICS, EPOCHS, MODEL)  # what a finished training job leaves
+RESULT_FILES = (METRICS, EVAL)  # what tables and figures read of a run: with both, it needs no training job
 CHECKPOINTS_ROOT = "results/checkpoints"
 CHECKPOINT = f"{CHECKPOINTS_ROOT}/{RUN_KEY}.pt"  # per-epoch checkpoint of a workflow run while it trains
 DIRECT_CHECKPOINT = "checkpoint.pt"  # in --out-dir, for a direct `paibench train` without --checkpoint
@@ -39,6 +39,7 @@ OVERVIEW = f"{FIGURES_DIR}/accuracy_vs_compression"  # + .png / .pdf
 FIGURE = FIGURES_DIR + "/{experiment}/{name}.{ext}"  # the figures of one experiment: figure_dir(experiment)
 
 LOGS = "logs"
+BATCH_PLAN = ".snakemake/paibench/batches.json"  # which mask batches and packs the main process made rules for
 
 
 def run_key(experiment: str, dataset: str, arch: str, method: str, compression: str, seed: int) -> str:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -91,7 +93,8 @@ def run_snakemake(workdir: Path, config: dict, *args: str, check: bool = True, t
 
 
 def planned_jobs(proc) -> dict[str, int]:
-    """Job counts per rule from the 'Job stats' table of a dry run (empty when nothing is to be done)."""
+    """Job counts per rule from the 'Job stats' table of a dry run (empty when nothing is to be done); the
+    generated rules mask_batch_<id> and train_pack_<id> are counted as 'mask_batch' and 'train_pack'."""
     counts: dict[str, int] = {}
     lines = (proc.stdout + proc.stderr).splitlines()
     if "Job stats:" not in lines:
@@ -100,5 +103,23 @@ def planned_jobs(proc) -> dict[str, int]:
         parts = line.split()
         if len(parts) != 2 or not parts[1].isdigit():
             break
-        counts[parts[0]] = int(parts[1])
+        name = re.sub(r"^(mask_batch|train_pack)_[0-9a-f]{12}$", r"\1", parts[0])
+        counts[name] = counts.get(name, 0) + int(parts[1])
     return counts
+
+
+def planned_masks(workdir: Path, jobs: dict[str, int]) -> int:
+    """Masks a run (or dry run) of the workflow in `workdir` makes: solo mask jobs plus every mask of a batch
+    (the main process's batch plan, paibench.paths.BATCH_PLAN)."""
+    from paibench import paths
+
+    plan = json.loads((workdir / paths.BATCH_PLAN).read_text())
+    return jobs.get("mask", 0) + sum(len(batch) for batch in plan["masks"])
+
+
+def planned_runs(workdir: Path, jobs: dict[str, int]) -> int:
+    """Runs a (dry) run trains: solo training jobs plus every member of a pack (the batch plan)."""
+    from paibench import paths
+
+    plan = json.loads((workdir / paths.BATCH_PLAN).read_text())
+    return jobs.get("train", 0) + sum(len(pack) for pack in plan["packs"])

@@ -76,6 +76,39 @@ def test_packed_checkpoints_equal_solo_checkpoints(tmp_path, digits_file):
         assert all(torch.equal(sa[i]["momentum_buffer"], sb[i]["momentum_buffer"]) for i in sa)
 
 
+def test_pack_killed_while_writing_outputs_loses_no_trained_epoch(tmp_path, digits_file, monkeypatch):
+    """A kill after the first member wrote its files: Snakemake deletes every output of the job, and the rerun
+    restores each member from its final checkpoint, training no epoch again, with the same results."""
+    from paibench.training.run import RunState
+
+    members = [("random", 0), ("erk", 1)]
+    specs = _specs(tmp_path, digits_file, "pack", members)
+    finish = RunState.finish
+
+    def killed_at_second(self, started):
+        if self.spec.run_key == specs[1].run_key:
+            raise KeyboardInterrupt
+        return finish(self, started)
+
+    monkeypatch.setattr(RunState, "finish", killed_at_second)
+    with pytest.raises(KeyboardInterrupt):
+        train_pack(specs, log=lambda *_: None, mode="loop")
+    first = json.loads((Path(specs[0].out_dir) / "metrics.json").read_text())
+    assert all(Path(s.checkpoint).exists() for s in specs)  # kept until every member has written its files
+    for s in specs:  # what Snakemake does with the outputs of a killed job
+        for name in ("metrics.json", "epochs.csv", "model.safetensors"):
+            (Path(s.out_dir) / name).unlink(missing_ok=True)
+    monkeypatch.setattr(RunState, "finish", finish)
+    lines: list[str] = []
+    rerun = train_pack(specs, log=lines.append, mode="loop")
+    assert not any(line.split("] ", 1)[-1].startswith("epoch ") for line in lines), lines  # nothing retrained
+    assert sum("resumed from" in line for line in lines) == 2
+    assert _strip(rerun[0]) == _strip(first)
+    solo = train_run(_specs(tmp_path, digits_file, "solo", members[1:])[0], log=lambda *_: None)
+    assert _strip(rerun[1]) == _strip(solo)  # the member that never wrote its files: as if trained alone
+    assert not any(Path(s.checkpoint).exists() for s in specs)
+
+
 def test_packed_vmap_matches_solo_within_float_noise(tmp_path, digits_file):
     """The GPU throughput path (one vectorised model) on the CPU: same learning, summation order aside."""
     # One full-batch step per epoch: this tiny net is chaotic (a 1e-6 relative change of the learning rate
@@ -135,7 +168,7 @@ def test_workflow_packs_runs_and_keeps_finished_runs_cached(tmp_path):
     work = tmp_path / "w"
     dry = run_snakemake(work, config, "-n", "results/tables/runs.csv")
     jobs = planned_jobs(dry)
-    assert sum(n for r, n in jobs.items() if r.startswith("train_pack_")) == 1 and "train" not in jobs
+    assert jobs.get("train_pack") == 1 and "train" not in jobs
     run_snakemake(work, config, "results/tables/runs.csv")
     runs = [work / f"results/runs/tiny/digits/vgg16_w0.125/random/c10/s{s}" for s in (0, 1)]
     logs = list((work / "logs" / "train_pack").rglob("*.log"))
@@ -144,7 +177,7 @@ def test_workflow_packs_runs_and_keeps_finished_runs_cached(tmp_path):
     # One more seed: one new job holding only the new run; the finished pack is not retrained.
     config["experiments"]["tiny"]["seeds"] = [0, 1, 2]
     jobs = planned_jobs(run_snakemake(work, config, "-n", "results/tables/runs.csv"))
-    assert sum(n for r, n in jobs.items() if r.startswith("train_pack_")) == 1
+    assert jobs.get("train_pack") == 1
     run_snakemake(work, config, "results/tables/runs.csv")
     assert all((r / "metrics.json").stat().st_mtime_ns == t for r, t in before.items())
     assert (work / "results/runs/tiny/digits/vgg16_w0.125/random/c10/s2/metrics.json").exists()

@@ -7,7 +7,7 @@ import json
 import pandas as pd
 import pytest
 
-from conftest import REPO, planned_jobs, run_snakemake, tiny_config
+from conftest import REPO, planned_jobs, planned_masks, planned_runs, run_snakemake, tiny_config
 
 pytestmark = pytest.mark.workflow
 
@@ -20,7 +20,12 @@ def test_default_config_dry_run(tmp_path):
     from paibench.config import Grid
 
     runs = len(Grid(config).runs)
-    assert jobs["train"] == jobs["evaluate"] == runs and jobs["mask"] == runs
+    # runs are trained 13 to a process (pack: 13), each job writing eval.json too; masks are made in batches
+    # (2 cores: at least 2 jobs per level, at most resources.mask_batch masks per job), one mask per run
+    assert planned_runs(tmp_path, jobs) == runs and "train" not in jobs and "evaluate" not in jobs
+    assert jobs["train_pack"] == 6  # (digits: 2 archs x 26 runs, sbm: 26 runs) in packs of 13
+    assert planned_masks(tmp_path, jobs) == runs and "mask" not in jobs
+    assert 2 <= jobs["mask_batch"] <= -(-runs // 25) + 2
     assert jobs["prepare_data"] == 2 and jobs["aggregate"] == jobs["plot"] == 1
 
 
@@ -57,5 +62,5 @@ def test_real_run_produces_tables_and_figure_then_extension_reruns_only_new_jobs
     wider = tiny_config(seeds=[0, 1], compressions=[10, 100, 30], methods=["dense", "random", "erk"])
     jobs = planned_jobs(run_snakemake(tmp_path, wider, "-n"))
     # new runs: seed 1 -> dense + 2 methods x 3 ratios = 7; seed 0 -> 2 methods at ratio 30 = 2
-    assert jobs["train"] == 9 and jobs["mask"] == 9 and jobs["evaluate"] == 9
+    assert jobs["train"] == 9 and planned_masks(tmp_path, jobs) == 9 and "evaluate" not in jobs
     assert "prepare_data" not in jobs

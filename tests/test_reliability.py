@@ -145,6 +145,17 @@ def test_checkpoint_of_another_run_is_ignored(tmp_path, digits_file):
     assert metrics["epochs_run"] == 2 and not any("resumed" in line for line in logs)
 
 
+def test_checkpoint_of_another_mask_is_ignored(tmp_path, digits_file):
+    """Same run key and recipe, but the mask was made again with other content (e.g. a changed method option)."""
+    out = tmp_path / "run"
+    train_run(_spec(digits_file, _mask(tmp_path), out, keep_checkpoint=True), log=lambda m: None)
+    other_mask = _mask(tmp_path, compression=30)  # same file name, other content
+    logs: list[str] = []
+    metrics = train_run(_spec(digits_file, other_mask, out, epochs=1), log=logs.append)
+    assert any("belongs to another run, recipe or mask" in line for line in logs)
+    assert metrics["epochs_run"] == 1 and not any("resumed" in line for line in logs)
+
+
 def test_model_and_checkpoint_files_load_with_weights_only(tmp_path, digits_file):
     mask = _mask(tmp_path)
     out = tmp_path / "run"

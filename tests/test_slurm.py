@@ -5,9 +5,10 @@ with .ci/slurm/start.sh (root with slurm-wlm installed) and stopping it afterwar
 Otherwise the tests skip with the reason, unless PAIBENCH_REQUIRE_SLURM=1 (CI), where they fail.
 
 One SLURM run of a tiny grid, made once per pytest session even under xdist, covers everything:
-mask/train/evaluate jobs are sbatch jobs, training asks for the fake GPU (gpu: 1 -> --gpus=1), the first
+mask-batch and train jobs are sbatch jobs, training asks for the fake GPU (gpu: 1 -> --gpus=1), the first
 training job is cancelled with scancel while it runs and the profile's `retries` resubmit it; masks must
-equal a local run's byte for byte and the tables be full.
+equal a local run's byte for byte and the tables be full. A second run makes the 200 masks of a wider grid
+and must submit them as at most 10 sbatch jobs (mask batches).
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ DEADLINE_S = 270  # the whole SLURM run; the module stays under 5 minutes
 CONFIG = {
     "datasets": {"digits": {}},
     "train": {"epochs": 2, "batch_size": 64, "lr": 0.05, "device": "auto"},
-    "resources": {"train_threads": 1, "mask_threads": 1, "train_mem_mb": 1000, "train_runtime": 10},
+    "resources": {"train_threads": 1, "mask_threads": 1, "train_mem_mb": 1000, "train_runtime": 10,
+                  "mask_mem_mb": 1000, "mask_runtime": 10},
     "experiments": {
         "tiny": {
             "datasets": ["digits"],
@@ -165,8 +167,31 @@ def _slurm_run(cluster: dict, tmp: Path) -> dict:
     train_info = {j["id"]: subprocess.run(["scontrol", "show", "job", "-d", "-o", j["id"]], env=env,
                                           capture_output=True, text=True, timeout=30, check=True).stdout.split()
                   for j in jobs if j["comment"].startswith("rule_train")}
+    masks200 = _mask_grid_run(env, cmd[:3] + cmd[7:], tmp)
     return {"work": str(work), "local": str(local), "log": text, "cancelled": cancelled,
-            "jobs": jobs, "train_job_info": train_info, "profile": repo_profile}
+            "jobs": jobs, "train_job_info": train_info, "profile": repo_profile, "masks200": masks200}
+
+
+MASK_GRID = {**CONFIG, "experiments": {"sweep": {
+    "datasets": ["digits"], "archs": [{"name": "vgg16", "width": 0.125}], "methods": ["random", "erk"],
+    "compressions": [round(10 ** (0.2 * k), 3) for k in range(2, 22)], "seeds": [0, 1, 2, 3, 4]}}}
+
+
+def _mask_grid_run(env: dict, snakemake_and_profile: list[str], tmp: Path) -> dict:
+    """The masks alone of a 200-mask grid on SLURM: which sbatch jobs made them."""
+    from paibench.config import Grid
+
+    work = tmp / "masks200"
+    work.mkdir()
+    (work / "config.yaml").write_text(yaml.safe_dump(MASK_GRID))
+    masks = sorted({run.mask for run in Grid(MASK_GRID).runs})
+    log_path = tmp / "masks200.log"
+    with log_path.open("w") as log:
+        proc = subprocess.run([*snakemake_and_profile, *masks, "-d", str(work), "--configfile", str(work / "config.yaml")],
+                              cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT, timeout=DEADLINE_S)
+    assert proc.returncode == 0, f"200-mask SLURM run failed:\n{log_path.read_text()[-4000:]}"
+    return {"masks": masks, "made": [m for m in masks if (work / m).is_file() and (work / m).with_suffix(".json").is_file()],
+            "jobs": _slurm_jobs(env, log_path)}
 
 
 @pytest.fixture(scope="module")
@@ -242,7 +267,7 @@ def test_tables_complete(slurm_run):
 def test_jobs_ran_on_slurm_with_the_fake_gpu(slurm_run):
     jobs = slurm_run["jobs"]
     rules = {j["comment"].split("_wildcards_")[0] for j in jobs if j["state"] == "COMPLETED"}
-    assert {"rule_mask", "rule_train", "rule_evaluate"} <= rules
+    assert "rule_train" in rules and any(r.startswith("rule_mask_batch_") for r in rules), rules
     # local rules never went to SLURM
     assert not any(j["comment"].startswith(("rule_prepare_data", "rule_aggregate", "rule_plot")) for j in jobs)
     train_ok = [j for j in jobs if j["comment"].startswith("rule_train") and j["state"] == "COMPLETED"]
@@ -258,3 +283,10 @@ def test_cancelled_job_is_retried(slurm_run):
     same = [j for j in slurm_run["jobs"] if j["comment"] == cancelled["comment"]]
     states = sorted(j["state"] for j in same)
     assert states == ["CANCELLED", "COMPLETED"], same
+
+
+def test_200_masks_are_at_most_10_sbatch_jobs(slurm_run):
+    run = slurm_run["masks200"]
+    assert len(run["masks"]) == 200 and run["made"] == run["masks"]
+    assert 1 <= len(run["jobs"]) <= 10, run["jobs"]
+    assert all(j["comment"].startswith("rule_mask_batch_") for j in run["jobs"]), run["jobs"]

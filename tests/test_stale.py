@@ -13,7 +13,7 @@ import shutil
 import pytest
 import yaml
 
-from conftest import REPO, planned_jobs, run_snakemake
+from conftest import REPO, planned_jobs, planned_masks, planned_runs, run_snakemake
 
 pytestmark = pytest.mark.workflow
 
@@ -36,7 +36,7 @@ def _runs_of(experiment: str) -> int:
 
 def test_unchanged_config_reuses_every_cached_result(clone):
     jobs = planned_jobs(run_snakemake(clone, DEFAULT, "-n", "--quiet", "rules"))
-    assert "train" not in jobs and "mask" not in jobs
+    assert planned_runs(clone, jobs) == 0 and planned_masks(clone, jobs) == 0
 
 
 def test_changed_recipe_reruns_exactly_that_experiments_runs(clone):
@@ -44,10 +44,10 @@ def test_changed_recipe_reruns_exactly_that_experiments_runs(clone):
     config["experiments"]["sbm"]["train"]["lr"] = 0.02
     proc = run_snakemake(clone, config, "-n", "--quiet", "rules")
     jobs = planned_jobs(proc)
-    assert jobs.get("train") == _runs_of("sbm")
+    assert planned_runs(clone, jobs) == _runs_of("sbm")
     # the masks do not depend on the recipe: none is stale (a clone has no mask files, so those of the
     # retrained runs are made again, byte-identical)
-    assert "0 cached mask(s)" in proc.stderr and jobs.get("mask") == _runs_of("sbm")
+    assert "0 cached mask(s)" in proc.stderr and planned_masks(clone, jobs) == _runs_of("sbm")
     assert "cached run(s) no longer match the config" in proc.stderr and "train.lr: 0.01 -> 0.02" in proc.stderr
 
 
@@ -57,6 +57,6 @@ def test_changed_dataset_option_recomputes_its_masks_and_runs(clone):
     proc = run_snakemake(clone, config, "-n", "--quiet", "rules")
     jobs = planned_jobs(proc)
     sbm_masks = _runs_of("sbm")  # one mask per run here (no two experiments share one)
-    assert jobs.get("train") == _runs_of("sbm") and jobs.get("mask") == sbm_masks
+    assert planned_runs(clone, jobs) == _runs_of("sbm") and planned_masks(clone, jobs) == sbm_masks
     assert f"{sbm_masks} cached mask(s) and {_runs_of('sbm')} cached run(s)" in proc.stderr
     assert "dataset.options.p_in" in proc.stderr

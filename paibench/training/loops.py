@@ -164,7 +164,12 @@ def _train_pack(specs: list[RunSpec], cfg: dict, log, mode: str) -> list[dict]:
             bar.close()
         for r in active:
             r.end_epoch(t0)
-    return [r.finish(started) for r in runs]
+    results = [r.finish(started) for r in runs]
+    # Only now: a job killed while writing its runs' files (Snakemake then deletes every output of the job)
+    # restarts each run from its final checkpoint, so a rerun trains no epoch again.
+    for r in runs:
+        r.drop_checkpoint()
+    return results
 
 
 def train_run(spec: RunSpec, log=print) -> dict:

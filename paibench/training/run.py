@@ -104,14 +104,17 @@ class RunState:
             log(f"ignoring checkpoint {self.ckpt_path}: unreadable with weights_only=True "
                 f"({type(exc).__name__}); starting from epoch 0")
             return
-        if isinstance(state, dict) and state.get("run_key") == self.spec.run_key and state.get("train") == _recipe_json(self.cfg):
+        # A checkpoint left by an interrupted run resumes only the same run: key, recipe and mask content.
+        if (isinstance(state, dict) and state.get("run_key") == self.spec.run_key
+                and state.get("train") == _recipe_json(self.cfg)
+                and state.get("mask", self.meta.get("content_sha256")) == self.meta.get("content_sha256")):
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
             self.history = list(state["history"])
             self.start_epoch = int(state["epoch"])
             log(f"resumed from {self.ckpt_path} at epoch {self.start_epoch}")
         else:
-            log(f"ignoring checkpoint {self.ckpt_path}: it belongs to another run or recipe")
+            log(f"ignoring checkpoint {self.ckpt_path}: it belongs to another run, recipe or mask")
 
     def start_line(self) -> str:
         """What the run is, in one line: device, threads, model and mask sizes, data."""
@@ -185,7 +188,8 @@ class RunState:
                                                 else key, value, epoch + 1)
             self.tensorboard.flush()
         _save_checkpoint(self.ckpt_path, {
-            "run_key": self.spec.run_key, "train": _recipe_json(self.cfg), "epoch": epoch + 1,
+            "run_key": self.spec.run_key, "train": _recipe_json(self.cfg), "mask": self.meta.get("content_sha256"),
+            "epoch": epoch + 1,
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "history": self.history,
         })
 
@@ -223,9 +227,12 @@ class RunState:
         if spec.spec is not None:
             metrics["spec"] = spec.spec
         write_json(out_dir / paths.METRICS, metrics)
-        if not cfg["keep_checkpoint"]:
-            self.ckpt_path.unlink(missing_ok=True)
         return metrics
+
+    def drop_checkpoint(self) -> None:
+        """Called once every run of the job has written its files (training.loops.train_pack)."""
+        if not self.cfg["keep_checkpoint"]:
+            self.ckpt_path.unlink(missing_ok=True)
 
 
 class _rng:

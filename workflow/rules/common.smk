@@ -83,25 +83,9 @@ def dataset_args(wildcards):
     return quoted(GRID.dataset_args(wildcards.dataset))
 
 
-def arch_args(wildcards):
-    return quoted(GRID.arch_args(wildcards.arch))
-
-
-def method_args(wildcards):
-    return quoted(GRID.method_args(wildcards.method))
-
-
 def budget_mask(wildcards):
     return GRID.budget_mask(wildcards.method, wildcards.dataset, wildcards.arch, wildcards.compression,
                             int(wildcards.seed))
-
-
-def dataset_type(wildcards):
-    return GRID.datasets[wildcards.dataset].type
-
-
-def train_config(wildcards):
-    return json.dumps(GRID.train[wildcards.experiment], sort_keys=True)
 
 
 def cached_result(run, path):
@@ -125,19 +109,72 @@ def all_evals():
     return [cached_result(run, run.file(paths.EVAL)) for run in RUNS]
 
 
+
+
+# ---- Batched jobs: the one place besides cached_result where the DAG depends on files that exist ----------
+# Mask batches (resources.mask_batch > 1) and training packs (an experiment's `pack: N`) are rules generated from
+# the masks and runs not made yet when the workflow is parsed: finished ones get no batch (their files are kept),
+# so widening the grid only computes what is new. The main process records the plan, and a cluster job (which
+# parses this file again on its node, when other batches may have finished) reads it back, so every job finds
+# the rule it was submitted as.
 def run_done(run):
-    return run.key not in STALE_RUNS and all(
-        Path(run.file(name)).exists() for name in paths.TRAINED)
+    """Trained, or a cached result (a fresh clone has no weights): what tables read exists and matches the config."""
+    return run.key not in STALE_RUNS and all(Path(run.file(name)).exists() for name in paths.RESULT_FILES)
 
 
-def run_spec(wildcards):
-    return json.dumps(GRID.run_spec(RUN_BY_KEY[paths.run_key_from(wildcards)]), sort_keys=True)
+def mask_made(mask):
+    return mask not in STALE_MASKS and Path(mask).exists() and paths.mask_stats(mask).exists()
 
 
-def mask_spec(wildcards):
-    run = RUN_BY_MASK[paths.mask(wildcards.dataset, wildcards.arch, wildcards.method, wildcards.compression,
-                                 int(wildcards.seed))]
-    return json.dumps(GRID.mask_spec(run), sort_keys=True)
+def masks_todo():
+    """Masks still to be made: those of runs still to be trained, and the budget masks they read."""
+    todo = {run.mask for run in RUNS if not run_done(run) and not mask_made(run.mask)}
+    reads = [run for run in RUNS if run.mask in todo]
+    while reads:
+        sources = {b for run in reads for b in GRID.budget_mask(run.method, run.dataset, run.arch, run.compression,
+                                                               run.seed) if b not in todo and not mask_made(b)}
+        todo |= sources
+        reads = [run for run in RUNS if run.mask in sources]
+    return todo
+
+
+def _local_cores():
+    try:
+        return int(workflow.cores) if workflow.local_exec else 1
+    except Exception:  # no --cores given (Snakemake then refuses to run anyway)
+        return 1
+
+
+_PLAN = Path(paths.BATCH_PLAN)
+# resources.mask_batch > 1: every mask is made by a batch rule and a mask already made has no rule at all (a rule
+# now would differ from the batch that made it, and Snakemake would remake the mask and retrain its runs).
+# resources.mask_batch == 1: one `rule mask` job per mask, as before batches existed. Choose before a first run.
+MASK_BATCHED = RES["mask_batch"] > 1
+if workflow.is_main_process or not _PLAN.exists():
+    MASK_BATCHES = GRID.mask_batches(masks_todo(), RES["mask_batch"], _local_cores()) if MASK_BATCHED else []
+    PACKS = GRID.packs(run_done)
+    if workflow.is_main_process:  # also in a dry run: the plan is what it shows
+        from paibench.utils import write_json
+
+        write_json(_PLAN, {"masks": [[r.mask for r in b] for b in MASK_BATCHES],
+                           "packs": [[r.key for r in p] for p in PACKS]})
+else:
+    _plan = json.loads(_PLAN.read_text())
+    MASK_BATCHES = [[RUN_BY_MASK[m] for m in b] for b in _plan["masks"]]
+    PACKS = [[RUN_BY_KEY[k] for k in p] for p in _plan["packs"]]
+
+
+def batch_id(keys):
+    return hashlib.sha256(" ".join(keys).encode()).hexdigest()[:12]
+
+
+def train_args(wildcards):
+    return quoted(GRID.train_args(RUN_BY_KEY[paths.run_key_from(wildcards)]))
+
+
+def mask_args(wildcards):
+    return quoted(GRID.mask_args(RUN_BY_MASK[paths.mask(wildcards.dataset, wildcards.arch, wildcards.method,
+                                                        wildcards.compression, int(wildcards.seed))]))
 
 
 def pack_member(run):
