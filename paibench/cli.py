@@ -66,22 +66,29 @@ def cmd_mask(args) -> int:
     return 0
 
 
-def _make_one_mask(args, payloads: dict) -> dict:
-    """One `paibench mask` invocation; `payloads` caches prepared datasets by path (a batch reads each once)."""
-    from paibench.data import DATASETS, load_prepared
+def _check_mask_args(args) -> None:
+    """Names, options and files of one mask, checked before any work (errors name the flag the user typed)."""
+    from paibench.data import DATASETS
     from paibench.models import ARCHS
-    from paibench.pruning import make_mask
     from paibench.pruning.methods import METHODS
 
-    # Check names and architecture options first so the error names the flag the user typed.
     for flag, registry, name in (("--dataset", DATASETS, args.dataset), ("--arch", ARCHS, args.arch),
                                  ("--method", METHODS, args.method)):
         registry.get(name, flag)
     ARCHS.get(args.arch).parse_options(parse_kv_list(args.arch_opt, "--arch-opt"), "--arch-opt")
+    METHODS.get(args.method).parse_options(parse_kv_list(args.opt, "--opt"), "--opt")
     if args.data:
         input_file("--data", args.data, "data")
     output_file("--out", args.out, inputs=[args.data], suffix=".safetensors")
     _refuse_other_mask(args)
+
+
+def _make_one_mask(args, payloads: dict) -> dict:
+    """One `paibench mask` invocation; `payloads` caches prepared datasets by path (a batch reads each once)."""
+    from paibench.data import load_prepared
+    from paibench.pruning import make_mask
+
+    _check_mask_args(args)
     if args.data and args.data not in payloads:
         payloads[args.data] = load_prepared(args.data)
     stats = make_mask(
@@ -118,7 +125,15 @@ def cmd_mask_batch(args) -> int:
     for i, job in enumerate(jobs):  # every job is checked before the first mask is made
         parser = _JobParser(f"--job {i}")
         _add_mask_arguments(parser)
-        parsed.append(parser.parse_args(shlex.split(job)))
+        try:
+            parsed.append(parser.parse_args(shlex.split(job)))
+        except ValueError as exc:  # shlex: an unclosed quote
+            raise PaibenchError(f"--job {i}: {job[:60]!r} is not a command line ({exc}); expected the arguments "
+                                f"of `paibench mask`") from None
+        try:
+            _check_mask_args(parsed[-1])
+        except PaibenchError as exc:
+            raise PaibenchError(f"--job {i}: {exc}") from None
     outs = [a.out for a in parsed]
     if len(set(outs)) != len(outs):
         dup = next(o for o in outs if outs.count(o) > 1)

@@ -227,6 +227,20 @@ CLI_CASES = {
     "train-width-negative": (_train(width="-1"), "--width"),
     "train-seed-text": (_train(seed="x"), "--seed"),
     "train-arch-option-bad": (_train(arch_opt="depth"), "--arch-opt"),
+    # mask-batch (each job: the arguments of `paibench mask`; all are checked before the first mask is made)
+    "mask-batch-no-jobs": (["mask-batch"], "no jobs"),
+    "mask-batch-bad-compression": (["mask-batch", "--job", " ".join(_set(MASK, "--compression", "0.5")[1:])],
+                                   "--job 0: argument --compression"),
+    "mask-batch-second-job-unknown-method": (["mask-batch", "--job", " ".join(MASK[1:]),
+                                              "--job", " ".join(_set(_set(MASK, "--method", "lottery"), "--out",
+                                                                     "{ws}/new2.safetensors")[1:])], "--job 1: --method"),
+    "mask-batch-second-job-bad-option": (["mask-batch", "--job", " ".join(MASK[1:]),
+                                          "--job", " ".join(_set(MASK, "--out", "{ws}/new2.safetensors")[1:])
+                                          + " --opt colour=red"], "--job 1: --opt"),
+    "mask-batch-same-out-twice": (["mask-batch", "--job", " ".join(MASK[1:]), "--job", " ".join(MASK[1:])],
+                                  "two jobs write"),
+    "mask-batch-unclosed-quote": (["mask-batch", "--job", "--dataset 'digits"], "--job 0"),
+    "mask-batch-jobs-file-missing": (["mask-batch", "--jobs-file", "{ws}/none.txt"], "--jobs-file"),
     # train-pack
     "pack-no-members": (["train-pack"], "no members"),
     "pack-member-not-json": (["train-pack", "--member", "{data: 1}"], "--member"),

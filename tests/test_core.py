@@ -203,6 +203,22 @@ def test_cli_mask_and_inspect_round_trip(tmp_path, capsys):
     assert recomputed["effective_kept"] == shown["effective_kept"]
 
 
+def test_cli_mask_batch_writes_the_masks_of_solo_commands(tmp_path, digits_file, capsys):
+    """mask-batch: each job is the arguments of `paibench mask`; the files are byte for byte a solo command's."""
+    jobs = [f"--dataset digits --arch vgg16 --width 0.125 --method {m} --compression {c} --seed {s} --data {digits_file}"
+            for m, c, s in (("random", 10, 0), ("erk", 30, 1), ("snip", 10, 0))]
+    (tmp_path / "jobs.txt").write_text("".join(f"{j} --out {tmp_path}/batch/{i}.safetensors\n"
+                                               for i, j in enumerate(jobs[1:], 1)))
+    assert cli(["mask-batch", "--job", f"{jobs[0]} --out {tmp_path}/batch/0.safetensors",
+                "--jobs-file", str(tmp_path / "jobs.txt")]) == 0
+    assert "3 masks in" in capsys.readouterr().out
+    for i, job in enumerate(jobs):
+        assert cli(["mask", *job.split(), "--out", str(tmp_path / f"solo{i}.safetensors")]) == 0
+        assert (tmp_path / "batch" / f"{i}.safetensors").read_bytes() == (tmp_path / f"solo{i}.safetensors").read_bytes()
+        assert json.loads((tmp_path / "batch" / f"{i}.json").read_text())["kept"] == \
+            json.loads((tmp_path / f"solo{i}.json").read_text())["kept"]
+
+
 @pytest.mark.parametrize("argv, needle", [
     (["--method", "nope"], "method: 'nope' is not allowed; expected one of"),
     (["--arch", "nope"], "arch: 'nope' is not allowed"),

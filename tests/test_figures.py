@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -17,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from conftest import planned_jobs, planned_masks
 
 from paibench.analysis import tables
 from paibench.analysis.figures import pick_profile_compression
@@ -104,8 +104,9 @@ def _snakemake(root: Path, *args: str, check=True) -> str:
 
 
 def _jobs(output: str) -> dict[str, int]:
-    stats = output.split("Job stats:")[1].split("\n\n")[0]
-    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", stats, re.M) if m.group(1) != "total"}
+    jobs = planned_jobs(subprocess.CompletedProcess([], 0, output, ""))
+    jobs.pop("total", None)
+    return jobs
 
 
 # ------------------------------------------------------------------------------ workflow semantics
@@ -122,7 +123,8 @@ def test_missing_metrics_are_still_linked_to_training(clone):
     victim = next(clone.glob("results/runs/mini/**/random/c10/s0/metrics.json"))
     victim.unlink()
     jobs = _jobs(_snakemake(clone, "-n", "figures"))
-    assert jobs.get("train") == 1 and jobs.get("mask") == 1, jobs
+    assert jobs.get("train") == 1 and jobs.get("mask_batch") == 1, jobs
+    assert planned_masks(clone, jobs) == 1
 
 
 @pytest.mark.workflow
