@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 from paibench.pruning import make_mask
 from paibench.training import RunSpec, parse_train_config, train_pack, train_run
 
-TIMING = {"seconds", "wall_time_s", "command", "host"}
+TIMING = {"seconds", "wall_time_s", "command", "host", "pack_size"}  # how the job ran, not what it gave
 RECIPE = {"epochs": 2, "batch_size": 128, "lr": 0.05, "weight_decay": 5e-3, "milestones": [1]}
 
 
@@ -107,6 +107,23 @@ def test_pack_killed_while_writing_outputs_loses_no_trained_epoch(tmp_path, digi
     solo = train_run(_specs(tmp_path, digits_file, "solo", members[1:])[0], log=lambda *_: None)
     assert _strip(rerun[1]) == _strip(solo)  # the member that never wrote its files: as if trained alone
     assert not any(Path(s.checkpoint).exists() for s in specs)
+
+
+def test_pack_members_times_add_up_to_the_job(tmp_path, digits_file):
+    """Each member records its share of the pack's steps (plus its own evaluations), so the grid's training
+    time summed over runs is the time spent, not the pack's time once per member."""
+    import time
+
+    specs = _specs(tmp_path, digits_file, "pack", [("random", 0), ("erk", 1), ("random", 2)])
+    t0 = time.perf_counter()
+    results = train_pack(specs, log=lambda *_: None, mode="loop")
+    elapsed = time.perf_counter() - t0
+    assert all(r["pack_size"] == 3 for r in results)
+    assert sum(r["wall_time_s"] for r in results) <= elapsed
+    for r, s in zip(results, specs):
+        rows = (Path(s.out_dir) / "epochs.csv").read_text().splitlines()
+        col = rows[0].split(",").index("seconds")
+        assert r["wall_time_s"] == pytest.approx(sum(float(x.split(",")[col]) for x in rows[1:]))
 
 
 def test_packed_vmap_matches_solo_within_float_noise(tmp_path, digits_file):

@@ -119,3 +119,26 @@ def test_decay_scope_all_decays_biases_and_norm_parameters(tmp_path):
         opt = _optimizer(parse_train_config({"decay_scope": scope, "weight_decay": 0.1}), model, torch.device("cpu"))
         assert sum(len(g["params"]) for g in opt.param_groups if g["weight_decay"] == 0.0) == undecayed
         assert sum(len(g["params"]) for g in opt.param_groups) == len(list(model.parameters()))
+
+
+@pytest.mark.parametrize("given", [{"skip": "true"}, {"skip": True}, {}, None])
+def test_training_starts_from_the_initial_weights_the_mask_was_computed_on(tmp_path, digits_file, given):
+    """Arch options as the command line gives them (strings), typed, or left to their defaults: the run's
+    initial weights come from the same seed as the mask's model (its statistics record it)."""
+    import json as _json
+
+    from paibench.data import load_prepared
+    from paibench.tasks import task_for
+    from paibench.training.run import RunState
+
+    mask = tmp_path / "m.safetensors"
+    make_mask("digits", "resnet20", "snip", 10, 3, str(mask), width=0.25, arch_options={"skip": True},
+              payload=load_prepared(digits_file))
+    spec = RunSpec(data=str(digits_file), mask=str(mask), out_dir=str(tmp_path / "run"), checkpoint=str(tmp_path / "ck"),
+                   run_key="t", train=parse_train_config({"epochs": 1}), dataset="digits",
+                   arch="" if given is None else "resnet20", width=0.25, arch_options=given, seed=3, threads=1)
+    payload = load_prepared(digits_file)
+    task = task_for(payload["kind"])
+    run = RunState(spec, torch.device("cpu"), payload, task.load(payload, torch.device("cpu"), 0.0), task, lambda m: None)
+    assert run.init_seed == _json.loads(mask.with_suffix(".json").read_text())["init_seed"]
+    assert run.arch_options == {"skip": True}

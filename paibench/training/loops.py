@@ -140,7 +140,6 @@ def _train_pack(specs: list[RunSpec], cfg: dict, log, mode: str) -> list[dict]:
         use_vmap = False
     if len(runs) > 1:
         log(f"packing {len(runs)} runs on {device_name(device)} (mode {'vmap' if use_vmap else 'loop'})")
-    started = time.perf_counter()
     for epoch in range(min(r.start_epoch for r in runs), cfg["epochs"]):
         active = [r for r in runs if r.status == "ok" and r.start_epoch <= epoch]
         if not active:
@@ -162,9 +161,12 @@ def _train_pack(specs: list[RunSpec], cfg: dict, log, mode: str) -> list[dict]:
                     bar.update()
         finally:
             bar.close()
+        # Each run's epoch time: its share of the pack's steps plus its own evaluation, so the runs' times add
+        # up to the job's (tables sum them as the grid's training time).
+        share = (time.perf_counter() - t0) / len(active)
         for r in active:
-            r.end_epoch(t0)
-    results = [r.finish(started) for r in runs]
+            r.end_epoch(share)
+    results = [r.finish(len(runs)) for r in runs]
     # Only now: a job killed while writing its runs' files (Snakemake then deletes every output of the job)
     # restarts each run from its final checkpoint, so a rerun trains no epoch again.
     for r in runs:

@@ -64,10 +64,21 @@ def write_epochs_csv(path: Path, history: list[dict]) -> None:
                 f.write(",".join("" if row.get(k) is None else str(row.get(k)) for k in keys) + "\n")
 
 
-def command_line() -> str:
-    """The command as a user types it: `paibench ...` (no absolute path of the installed script)."""
+def command_line(member: str | None = None) -> str:
+    """The command as a user types it: `paibench ...` (no absolute path of the installed script). For one run of
+    a pack, its own part: the pack's command with only this run's ``--member`` (the others are other runs)."""
     name = Path(sys.argv[0]).name
-    return shlex.join(["paibench" if name in ("paibench", "__main__.py") else name, *sys.argv[1:]])
+    argv = list(sys.argv[1:])
+    if member is not None and "--member" in argv:
+        rest, i = [], 0
+        while i < len(argv):
+            if argv[i] == "--member":
+                i += 2
+                continue
+            rest.append(argv[i])
+            i += 1
+        argv = rest[:1] + ["--member", member] + rest[1:]
+    return shlex.join(["paibench" if name in ("paibench", "__main__.py") else name, *argv])
 
 
 def mask_stats(mask_file, masks, model, info) -> dict:

@@ -48,7 +48,7 @@ class RunState:
 
     def __init__(self, spec: RunSpec, device, payload: dict, data, task, log):
         from paibench.data import info_from_payload
-        from paibench.models import build_model
+        from paibench.models import ARCHS, build_model
         from paibench.pruning import init_seed
 
         cfg = spec.train
@@ -61,10 +61,12 @@ class RunState:
         meta = self.meta
         self.arch = spec.arch or meta["arch"]
         self.width = spec.width if spec.arch else float(meta["width"])
-        self.arch_options = spec.arch_options if spec.arch else json.loads(meta.get("arch_options", "{}"))
-        model = build_model(self.arch, self.info, self.width, self.arch_options,
-                            seed=init_seed(spec.dataset or meta["dataset"], self.arch, self.width,
-                                           self.arch_options or {}, spec.seed))
+        raw_options = spec.arch_options if spec.arch else json.loads(meta.get("arch_options", "{}"))
+        # Typed and complete, as make_mask reads them: the initial weights (and so the seed derived from the
+        # options) must be those the mask was computed on, whether options come as `skip=true`, True or not at all.
+        self.arch_options = ARCHS.get(self.arch).parse_options(raw_options or {}, "arch option")
+        self.init_seed = init_seed(spec.dataset or meta["dataset"], self.arch, self.width, self.arch_options, spec.seed)
+        model = build_model(self.arch, self.info, self.width, self.arch_options, seed=self.init_seed)
         check_mask(self.masks, model, spec.mask)
         model.to(device)
         self.channels_last = task.channels_last and device.type == "cuda" and cfg["channels_last"]
@@ -83,7 +85,6 @@ class RunState:
         self.status = "ok"
         if self.history and self.history[-1].get("status") == "diverged":
             self.status = "diverged"
-        self.prior_seconds = sum(h["seconds"] for h in self.history)
         # Dropout draws from the global RNG; each run keeps its own state so packing cannot reorder draws.
         self.has_dropout = any(isinstance(m, nn.modules.dropout._DropoutNd) for m in model.modules())
         self.rng_state = None
@@ -161,15 +162,17 @@ class RunState:
         self.correct += (out.argmax(1) == targets).sum()
         self.seen += len(targets)
 
-    def end_epoch(self, seconds_since: float) -> None:
-        """Evaluate, append the epoch's row, write epochs.csv, and checkpoint (one host sync per epoch)."""
+    def end_epoch(self, train_seconds: float) -> None:
+        """Evaluate, append the epoch's row, write epochs.csv, and checkpoint (one host sync per epoch).
+        ``train_seconds``: this run's training time of the epoch (in a pack, its share of the pack's steps)."""
+        evaluation_started = time.perf_counter()
         self.enforcer.apply_to_weights()  # a no-op unless something non-finite crept in; once per epoch
         epoch, lr = self.epoch, self.lr
         loss_sum, correct = torch.stack([self.loss_sum, self.correct.to(self.loss_sum.dtype)]).tolist()
         train_loss = loss_sum / max(1, self.seen)
         row = {"epoch": epoch + 1, "lr": lr, "train_loss": train_loss, "train_acc": correct / max(1, self.seen)}
         row.update(self.task.evaluate(self.model, self.data, self.cfg))
-        row["seconds"] = time.perf_counter() - seconds_since
+        row["seconds"] = train_seconds + (time.perf_counter() - evaluation_started)
         if not math.isfinite(train_loss):
             self.status = "diverged"
             row["status"] = "diverged"
@@ -194,7 +197,7 @@ class RunState:
         })
 
     # --------------------------------------------------------------------------------------- outputs
-    def finish(self, started: float) -> dict:
+    def finish(self, pack_size: int = 1) -> dict:
         spec, cfg, meta, masks, model = self.spec, self.cfg, self.meta, self.masks, self.model
         out_dir = Path(spec.out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -220,9 +223,10 @@ class RunState:
             **{k: stats.get(k) for k in MASK_KEYS},
             "parameters": sum(p.numel() for p in model.parameters()), "prunable": prunable, "kept": kept,
             "mask_sha256": sha256_file(spec.mask), "train": cfg, "device": device_name(self.device),
-            "wall_time_s": self.prior_seconds + (time.perf_counter() - started),
+            # the sum of its epochs' times (in a pack: its share of the pack's steps, and its own evaluations)
+            "wall_time_s": sum(h["seconds"] for h in self.history), "pack_size": pack_size,
             "torch": torch.__version__, "python": platform.python_version(), "host": socket.gethostname(),
-            "command": command_line(),
+            "command": command_line(spec.member_json()),
         })
         if spec.spec is not None:
             metrics["spec"] = spec.spec
