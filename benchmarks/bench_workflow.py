@@ -104,6 +104,8 @@ def job_counts(log: Path) -> dict[str, int]:
         parts = line.split()
         if len(parts) != 2 or not parts[1].isdigit():
             break
+        if parts[0] == "total":
+            continue
         name = parts[0].rsplit("_", 1)[0] if parts[0].startswith(("mask_batch_", "train_pack_")) else parts[0]
         counts[name] = counts.get(name, 0) + int(parts[1])
     return counts

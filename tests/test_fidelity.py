@@ -330,21 +330,31 @@ def test_budget_from_is_a_workflow_dependency_and_checked(tmp_path):
         Grid(config)
 
 
+# sha256 of two masks as written before the content_sha256 header field existed (results/masks at 4c9ef99).
+LEGACY_MASK_SHA256 = {
+    "digits/vgg16_w0.25/erk/c100/s0.json": "b27209634229f95b6da2d63f2214ce957718d48d81e9601e566ae842b927dcf3",
+    "digits/resnet20_w0.5/mica_budget=erk/c10/s0.json":
+        "83ea7b1f124fd80f1a808c35fd31f1b68633422cea5a7a1563096323fb65fea6",
+}
+
+
 def test_committed_masks_stay_byte_identical(tmp_path):
-    """Masks made before the new options existed are reproduced byte for byte (their sha256 is committed):
-    the same tensors and metadata; today's files add only the content_sha256 header field."""
+    """Masks are reproduced byte for byte: the file the committed statistics describe (its sha256), and the
+    same tensors and metadata as the masks made before the new options existed (legacy sha256 pinned above;
+    today's files add only the content_sha256 header field)."""
     import hashlib
 
     from paibench.pruning.maskio import serialize_bool_safetensors
 
-    for i, rel in enumerate(("digits/vgg16_w0.25/erk/c100/s0.json", "digits/resnet20_w0.5/mica_budget=erk/c10/s0.json")):
+    for i, (rel, legacy_sha) in enumerate(LEGACY_MASK_SHA256.items()):
         stats = json.loads((REPO / "results" / "masks" / rel).read_text())
         out = tmp_path / f"{i}.safetensors"
         make_mask(stats["dataset"], stats["arch"], stats["method"], stats["target_compression"], stats["seed"],
                   str(out), options=stats["options"], width=stats["width"], arch_options=stats["arch_options"])
+        assert hashlib.sha256(out.read_bytes()).hexdigest() == stats["sha256"], rel
         masks, meta = load_mask(out)
         legacy = serialize_bool_safetensors(masks, {k: v for k, v in meta.items() if k != "content_sha256"})
-        assert hashlib.sha256(legacy).hexdigest() == stats["sha256"], rel
+        assert hashlib.sha256(legacy).hexdigest() == legacy_sha, rel
 
 
 def test_test_set_selection_is_named_on_the_accuracy_axis():
