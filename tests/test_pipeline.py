@@ -29,6 +29,14 @@ def test_default_config_dry_run(tmp_path):
     assert jobs["prepare_data"] == 2 and jobs["aggregate"] == jobs["plot"] == 1
 
 
+def test_only_papers_with_experiments_get_a_table(tmp_path):
+    # config/validation/planetoid-cpu.yaml has one `paper: mica` experiment: `snakemake` must not ask for the
+    # FORCE and RReg tables (their table command would have no experiment to read).
+    proc = run_snakemake(tmp_path, tiny_config(paper="mica"), "-n")
+    assert planned_jobs(proc)["paper_table"] == 1
+    assert "results/tables/mica.md" in proc.stdout and "results/tables/force.md" not in proc.stdout
+
+
 def summary_columns(root):
     return pd.read_csv(root / "results/tables/summary.csv").columns
 

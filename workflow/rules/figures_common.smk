@@ -34,4 +34,4 @@ def figure_files(experiment, ext="png"):
 
 FIGURES_TARGETS = [
     f for exp in EXPERIMENTS for ext in ("png", "pdf") for f in figure_files(exp, ext)
-] + [paths.paper_table(paper, ext) for paper in PAPER_NAMES for ext in TABLE_FORMATS]
+] + [paths.paper_table(paper, ext) for paper in PAPER_NAMES if paper_experiments(paper) for ext in TABLE_FORMATS]
