@@ -48,7 +48,7 @@ def steps_of(arch: str, width: float, foreach: bool, steps: int, workdir: Path) 
     device = pick_device("cpu")
     payload = load_prepared(spec.data)
     task = task_for(payload["kind"])
-    run = RunState(spec, device, payload, task.load(payload, device, 0.0), task, lambda *_: None)
+    run = RunState(spec, device, payload, task.load(payload, device, cfg), task, lambda *_: None)
     groups = [{k: v for k, v in g.items() if k != "foreach"} for g in run.optimizer.param_groups]
     run.optimizer = torch.optim.SGD(groups, lr=cfg["lr"], foreach=foreach)  # same groups, this update path
     parts = {"batch": 0.0, "forward+loss": 0.0, "backward": 0.0, "mask": 0.0, "optimizer": 0.0}

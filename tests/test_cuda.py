@@ -23,6 +23,7 @@ was written on machines without a GPU, and benchmarks/gpu_visit.py records its f
   order and cuDNN convolutions use TF32 by default, so near-ties can swap. They must keep at least 90 % of
   the CPU mask's positions. The workflow computes every mask on the CPU (``paibench mask`` defaults to
   ``--device cpu``), which keeps grids bitwise reproducible on any machine;
+* ``feature_product: sparse`` (graph features as CSR matrices) gives the dense product's outputs and gradients;
 * local GPU slots (paibench/gpu_slots.py) pin each concurrent job to its own GPU: a job that holds slot i
   sees exactly one device, physical GPU i, through CUDA_VISIBLE_DEVICES.
 
@@ -376,3 +377,28 @@ def test_gpu_slots_pin_one_job_per_gpu(tmp_path):
             assert s["count"] == 1 and s["uuid"] == uuids[s["slot"]], (s, uuids)
         else:
             assert s["count"] == 0, s  # a slot beyond the real GPUs: nothing visible, so no sharing by accident
+
+
+@pytest.mark.parametrize("arch", ["gcn", "gin"])
+def test_sparse_feature_product_on_cuda_matches_the_dense_one(arch, no_tf32):
+    """`feature_product: sparse` on CUDA (opt-in there; auto stays dense on GPUs): CSR products on the device
+    give the dense outputs and gradients (fp32, TF32 off)."""
+    from paibench.data import DatasetInfo
+    from paibench.models import build_model
+    from paibench.models.gnn import SparseFeatures, normalized_adjacency
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(64, 300, generator=gen) * (torch.rand(64, 300, generator=gen) < 0.03)
+    edges = torch.randint(0, 64, (2, 200), generator=gen)
+    adj = normalized_adjacency(torch.cat([edges, edges.flip(0)], dim=1).cuda(), 64)
+    model = build_model(arch, DatasetInfo("sbm", "graph", 4, num_features=300), 0.25, seed=0).cuda().eval()
+    results = []
+    for features in (x.cuda(), SparseFeatures(x.cuda())):
+        model.zero_grad()
+        out = model(features, adj)
+        out.square().sum().backward()
+        results.append((out.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}))
+    record("sparse_features", arch=arch, max_out_diff=float((results[0][0] - results[1][0]).abs().max()))
+    assert torch.allclose(results[0][0], results[1][0], atol=1e-4)
+    for name in results[0][1]:
+        assert torch.allclose(results[0][1][name], results[1][1][name], atol=1e-3, rtol=1e-3), name

@@ -138,3 +138,47 @@ def test_dense_mask_statistics(arch):
     assert not stats["collapsed"]
     assert stats["total"] == stats["kept"] == sum(m.numel() for m in masks.values())
     assert 0 < stats["effective_kept"] <= stats["kept"]
+
+
+def _bag_of_words_graph(nodes=12, features=40, density=0.08, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.rand(nodes, features, generator=gen) * (torch.rand(nodes, features, generator=gen) < density)
+    edge_index = torch.randint(0, nodes, (2, 30), generator=gen)
+    return x, normalized_adjacency(torch.cat([edge_index, edge_index.flip(0)], dim=1), nodes)
+
+
+@pytest.mark.parametrize("arch", GRAPH_ARCHS)
+def test_sparse_features_give_the_dense_product_and_gradients(arch):
+    from paibench.models.gnn import SparseFeatures
+
+    x, adj = _bag_of_words_graph()
+    model = build_model(arch, DatasetInfo("sbm", "graph", 4, num_features=x.shape[1]), 0.25, seed=0).eval()
+    outputs, grads = [], []
+    for features in (x, SparseFeatures(x)):
+        model.zero_grad()
+        out = model(features, adj)
+        (out * torch.arange(out.numel()).view_as(out)).sum().backward()
+        outputs.append(out.detach())
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters()})
+    assert torch.allclose(outputs[0], outputs[1], atol=1e-5)
+    for name in grads[0]:
+        assert torch.allclose(grads[0][name], grads[1][name], atol=1e-4), name
+    first = next(p for p in model.parameters() if p.dim() == 2)
+    assert grads[1][next(n for n, p in model.named_parameters() if p is first)].abs().sum() > 0
+
+
+def test_feature_product_auto_is_sparse_only_for_sparse_features_on_the_cpu():
+    from paibench.models.gnn import SparseFeatures
+    from paibench.tasks.node import SPARSE_FEATURES_MAX_DENSITY, GraphData
+
+    x, _ = _bag_of_words_graph(density=0.05)
+    dense_x = torch.rand(12, 40) + 0.1
+    edge_index = torch.tensor([[0, 1], [1, 0]])
+    payload = {"edge_index": edge_index, "y": torch.zeros(12, dtype=torch.long),
+               **{f"{k}_mask": torch.ones(12, dtype=torch.bool) for k in ("train", "val", "test")}}
+    cpu = torch.device("cpu")
+    assert (x != 0).float().mean() <= SPARSE_FEATURES_MAX_DENSITY
+    assert isinstance(GraphData(dict(payload, x=x), cpu, "auto").x, SparseFeatures)
+    assert isinstance(GraphData(dict(payload, x=dense_x), cpu, "auto").x, torch.Tensor)
+    assert isinstance(GraphData(dict(payload, x=x), cpu, "dense").x, torch.Tensor)
+    assert isinstance(GraphData(dict(payload, x=dense_x), cpu, "sparse").x, SparseFeatures)

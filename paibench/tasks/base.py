@@ -18,7 +18,9 @@ class Task:
     seeded_forward = False  # every forward draws from the run's own RNG state (dropout regardless of the model)
     selects_on_validation = False  # reported accuracy: always the best-validation epoch (the dataset has a val split)
 
-    def load(self, payload: dict, device, val_fraction: float = 0.0) -> Any:
+    def load(self, payload: dict, device, cfg: dict | None = None) -> Any:
+        """The payload's tensors on ``device``, as the training recipe ``cfg`` wants them (``val_fraction``,
+        ``feature_product``; None: the defaults)."""
         raise NotImplementedError
 
     def describe(self, data) -> str:

@@ -137,8 +137,8 @@ class ImageClassification(Task):
     vmap = True
     seeded_forward = False
 
-    def load(self, payload, device, val_fraction=0.0):
-        return ImageData(payload, device, val_fraction)
+    def load(self, payload, device, cfg=None):
+        return ImageData(payload, device, (cfg or {}).get("val_fraction", 0.0))
 
     def describe(self, data) -> str:
         return (f"{len(data.y_train)} train / {len(data.y_test)} test images"

@@ -122,7 +122,7 @@ def _train_pack(specs: list[RunSpec], cfg: dict, log, mode: str) -> list[dict]:
         if s.data not in loaded:
             payload = load_prepared(s.data)
             task = task_for(payload["kind"])
-            loaded[s.data] = (payload, task, task.load(payload, device, cfg["val_fraction"]))
+            loaded[s.data] = (payload, task, task.load(payload, device, cfg))
         payload, task, data = loaded[s.data]
         tag = f"[{s.run_key}] " if len(specs) > 1 else ""
         runs.append(RunState(s, device, payload, data, task, (lambda msg, t=tag: log(t + msg))))

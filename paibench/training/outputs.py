@@ -123,7 +123,8 @@ def evaluate_run(data_file: str, mask_file: str, model_file: str, metrics_file: 
     violations = int(sum(int((params[n].detach() != 0)[~masks[n]].sum()) for n in masks))
     model.to(dev)
     task = task_for(info.kind)
-    result = task.evaluate_test(model, task.load(payload, dev), dict(metrics["train"], amp="off"))
+    cfg = dict(metrics["train"], amp="off")
+    result = task.evaluate_test(model, task.load(payload, dev, cfg), cfg)
     result.update({"pruned_nonzero": violations, "status": metrics["status"], "device": device_name(dev)})
     if metrics["status"] != "ok":
         result["test_acc"] = None

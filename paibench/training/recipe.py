@@ -8,7 +8,7 @@ from typing import Any
 
 from paibench.errors import PaibenchError
 from paibench.lazy import torch
-from paibench.options import Option, parse_options
+from paibench.options import Option, parse_options, recorded_options
 
 TRAIN_OPTIONS: dict[str, Option] = {
     "epochs": Option(int, 20, minimum=1),
@@ -36,6 +36,10 @@ TRAIN_OPTIONS: dict[str, Option] = {
     "device": Option(str, "auto", choices=("auto", "cpu", "cuda")),
     "amp": Option(str, "auto", choices=("auto", "bf16", "off"), help="bf16 autocast on GPUs that support it"),
     "channels_last": Option(bool, True, help="channels-last memory format for image models on GPU"),
+    "feature_product": Option(str, "auto", choices=("auto", "sparse", "dense"), omit_default=True,
+                              help="graph data: the first layer's product with the node features as a sparse (CSR) "
+                                   "or dense matrix; auto: sparse on the CPU when <= 10 % of the features are "
+                                   "nonzero (Cora, CiteSeer), else dense. Same product up to float summation order"),
     "compile": Option(bool, False, help="torch.compile the training forward (pays off on GPUs; needs a C++ compiler on CPU)"),
     "keep_checkpoint": Option(bool, False, affects_results=False,
                               help="keep the last checkpoint after a finished run"),
@@ -62,8 +66,9 @@ def parse_train_config(raw: dict[str, Any], field: str = "train") -> dict[str, A
 
 
 def result_recipe(cfg: dict) -> dict:
-    """The recipe without the options that change no number (what seeds, checkpoints and specs record)."""
-    return {k: v for k, v in cfg.items() if k not in NOT_RESULT_TRAIN_KEYS}
+    """The recipe without the options that change no number (what seeds, checkpoints and specs record), and
+    without options added later while at their default (recipes recorded before them stay the same)."""
+    return recorded_options(TRAIN_OPTIONS, {k: v for k, v in cfg.items() if k not in NOT_RESULT_TRAIN_KEYS})
 
 
 def lr_at(cfg: dict, epoch: int) -> float:

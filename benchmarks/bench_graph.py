@@ -1,0 +1,114 @@
+"""GCN and GIN epochs on Cora and CiteSeer with the node features multiplied dense or sparse (CSR).
+
+Each cell trains the same masked run (ERK at 10x, the planetoid validation's recipe: Adam lr 0.01, weight
+decay 5e-4, constant schedule, accuracy at the best validation epoch) through paibench's engine
+(`train_run`), once with `feature_product: dense` and once with `sparse`, on one CPU thread, and reads each
+epoch's time (its training step plus its evaluation) from epochs.csv. Both give the same product up to
+float summation order, so accuracies may differ in the last digits of a logit and, rarely, in a prediction.
+Needs the Planetoid raw files (../shared/data/planetoid).
+
+    python benchmarks/bench_graph.py --out results/benchmarks/graph_cpu
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import torch  # noqa: E402
+
+from paibench.data import DATASETS, save_prepared  # noqa: E402
+from paibench.pruning import make_mask  # noqa: E402
+from paibench.training import RunSpec, parse_train_config, train_run  # noqa: E402
+
+RECIPE = {"optimizer": "adam", "lr": 0.01, "weight_decay": 5e-4, "schedule": "constant", "report": "best",
+          "device": "cpu"}
+
+
+def one_run(data: Path, mask: Path, arch: str, hidden: int, seed: int, mode: str, epochs: int, work: Path) -> dict:
+    cfg = parse_train_config({**RECIPE, "epochs": epochs, "feature_product": mode})
+    tag = f"{mask.stem}-{mode}"
+    spec = RunSpec(data=str(data), mask=str(mask), out_dir=str(work / tag), checkpoint=str(work / f"{tag}.pt"),
+                   run_key=f"bench/{mask.stem}", train=cfg, dataset="", arch=arch, width=1.0,
+                   arch_options={"hidden": hidden}, seed=seed, threads=1)
+    metrics = train_run(spec, log=lambda *_: None)
+    rows = (work / tag / "epochs.csv").read_text().splitlines()
+    seconds = [float(r.split(",")[-1]) for r in rows[1:]]
+    return {"epoch_ms": 1000 * statistics.median(seconds[1:]), "total_s": sum(seconds),
+            "accuracy": 100 * metrics["accuracy"]}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--root", default="../shared/data/planetoid", help="Planetoid raw files")
+    ap.add_argument("--datasets", nargs="+", default=["cora", "citeseer"])
+    ap.add_argument("--archs", nargs="+", default=["gcn", "gin"])
+    ap.add_argument("--hidden", nargs="+", type=int, default=[256, 64])
+    ap.add_argument("--seeds", type=int, default=2)
+    ap.add_argument("--epochs", type=int, default=50)
+    ap.add_argument("--out", help="write OUT.json and OUT.md")
+    args = ap.parse_args()
+    if not Path(args.root).is_dir():
+        print(f"--root: {args.root} is not a folder; expected the Planetoid raw files (../shared/data/planetoid)")
+        return 2
+    torch.set_num_threads(1)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        for dataset in args.datasets:
+            spec = DATASETS.get(dataset)
+            payload = spec.prepare(spec.parse_options({"root": args.root}), work / "raw")
+            data = work / f"{dataset}.pt"
+            save_prepared(payload, data)
+            density = float((payload["x"] != 0).float().mean())
+            for arch in args.archs:
+                for hidden in args.hidden:
+                    cell = {"dense": [], "sparse": []}
+                    for seed in range(args.seeds):
+                        mask = work / f"{dataset}-{arch}-{hidden}-s{seed}.safetensors"
+                        make_mask(dataset, arch, "erk", 10, seed, str(mask), arch_options={"hidden": hidden},
+                                  payload=payload)
+                        for mode in cell:
+                            cell[mode].append(one_run(data, mask, arch, hidden, seed, mode, args.epochs, work))
+                    dense, sparse = (statistics.median(r["epoch_ms"] for r in cell[m]) for m in ("dense", "sparse"))
+                    rows.append({
+                        "dataset": dataset, "nonzero_features_pct": round(100 * density, 2), "arch": arch,
+                        "hidden": hidden, "dense_epoch_ms": round(dense, 1), "sparse_epoch_ms": round(sparse, 1),
+                        "speedup": round(dense / sparse, 2),
+                        "dense_acc": [round(r["accuracy"], 1) for r in cell["dense"]],
+                        "sparse_acc": [round(r["accuracy"], 1) for r in cell["sparse"]],
+                        "dense_total_s": round(sum(r["total_s"] for r in cell["dense"]), 1),
+                        "sparse_total_s": round(sum(r["total_s"] for r in cell["sparse"]), 1),
+                    })
+                    print(rows[-1], flush=True)
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    cols = list(rows[0])
+    lines = ["# Graph epochs on the CPU: node features multiplied dense vs sparse (CSR)", "",
+             f"{cpu}, 1 torch thread, torch {torch.__version__}, Python {platform.python_version()}. "
+             f"ERK 10x masks, {args.epochs} epochs, seeds 0..{args.seeds - 1}; epoch = one full-graph training step "
+             f"and its evaluation (median over epochs 2..{args.epochs}, then over seeds); accuracy: test accuracy "
+             f"(%) at the best validation epoch, per seed.", "",
+             "Command: `python benchmarks/bench_graph.py " + " ".join(sys.argv[1:]) + "`", "",
+             "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(str(r[c]) for c in cols) + " |" for r in rows]
+    text = "\n".join(lines)
+    print(text)
+    if args.out:
+        Path(args.out).with_suffix(".json").write_text(json.dumps({"rows": rows, "cpu": cpu, "torch": torch.__version__,
+                                                                   "epochs": args.epochs, "seeds": args.seeds},
+                                                                  indent=2) + "\n")
+        Path(args.out).with_suffix(".md").write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
