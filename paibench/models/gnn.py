@@ -46,19 +46,15 @@ def sum_adjacency(adj: torch.Tensor) -> torch.Tensor:
 
 class SparseFeatures:
     """Node features held as CSR matrices: X for the forward product and X^T for the weight's gradient (both
-    built once per dataset, so a step pays no transposition). ``shape`` and ``dense()`` as a tensor's."""
+    built once per dataset, so a step pays no transposition); ``shape`` as the dense tensor's."""
 
     def __init__(self, x: torch.Tensor):
         self.shape = x.shape
-        self.device = x.device
         self.density = float((x != 0).float().mean()) if x.numel() else 0.0
         with warnings.catch_warnings():  # "Sparse CSR tensor support is in beta": the products used here are tested
             warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
             self.csr = x.to_sparse_csr()
             self.csr_t = x.t().contiguous().to_sparse_csr()
-
-    def dense(self) -> torch.Tensor:
-        return self.csr.to_dense()
 
 
 class _SparseFeatureProduct(torch.autograd.Function):
