@@ -217,7 +217,8 @@ def main() -> int:
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor())
     meta = {"base": rev(args.base), "new": rev(args.new), "cpu": cpu, "nproc": os.cpu_count(),
-            "python": platform.python_version(), "command": "python benchmarks/bench_workflow.py " + " ".join(sys.argv[1:])}
+            "python": platform.python_version(), "command": "python benchmarks/bench_workflow.py " + " ".join(
+                "SCRATCH" if args.scratch and a == args.scratch else a for a in sys.argv[1:])}  # no machine path
     lines = [f"# Workflow throughput (CPU)", "", f"base = {meta['base']} (today's way), new = {meta['new']}; "
              f"{meta['cpu']}, {meta['nproc']} cores; Python {meta['python']}.", "", f"Command: `{meta['command']}`", ""]
     for part in args.parts:
@@ -225,8 +226,8 @@ def main() -> int:
         cols = [k for k in part_rows[0] if k not in ("part", "job_kinds")]
         lines += [f"## {part}", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
         lines += ["| " + " | ".join(str(r[c]) for c in cols) + " |" for r in part_rows]
-        lines += ["", "jobs per rule: " + "; ".join(f"{r['variant']}: {r.get('job_kinds')}" for r in part_rows
-                                                     if r.get("job_kinds")), ""]
+        kinds = "; ".join(f"{r['variant']}: {r['job_kinds']}" for r in part_rows if r.get("job_kinds"))
+        lines += ["", f"jobs per rule: {kinds}", ""] if kinds else [""]
     text = "\n".join(lines)
     print(text)
     if args.out:
