@@ -1,7 +1,10 @@
 rule aggregate:
     input:
+        # Each run's results are an input of this rule only: tables and figures read its listing. That keeps the
+        # DAG small (each input reference costs Snakemake a producer lookup: `snakemake -n` of a 10,000-run grid).
+        # eval.json is not listed: the job that writes metrics.json writes it too, and a job missing an output
+        # reruns; a cached result counts only with both (paths.RESULT_FILES).
         metrics=all_metrics(),
-        evals=all_evals(),
     output:
         runs=report(
             paths.RUNS_CSV,
@@ -16,11 +19,11 @@ rule aggregate:
             subcategory="all runs",
         ),
         markdown=paths.SUMMARY_MD,
+        listing=paths.METRICS_LIST,  # every run's metrics.json, one per line: what tables and figures read
     log:
         f"{paths.LOGS}/aggregate.log",
     params:
         command="aggregate",
-        listing=paths.METRICS_LIST,
         args=["--out-dir", paths.TABLES_DIR],
     localrule: True
     conda:

@@ -105,8 +105,6 @@ def all_metrics():
     return [cached_result(run, run.file(paths.METRICS)) for run in RUNS]
 
 
-def all_evals():
-    return [cached_result(run, run.file(paths.EVAL)) for run in RUNS]
 
 
 

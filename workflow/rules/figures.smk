@@ -1,12 +1,15 @@
-# The papers' figures and tables, rebuilt from cached results only: each run's metrics.json and its mask's
-# statistics JSON (both small and committed). `snakemake figures` builds them all; in a fresh clone (no masks,
-# no weights) every input is a cached result (common.smk: cached_result), so no mask or training job runs.
+# The papers' figures and tables, rebuilt from cached results only: each run's metrics.json (through the
+# aggregate rule's listing of them) and its mask's statistics JSON (both small and committed). `snakemake figures`
+# builds them all; in a fresh clone (no masks, no weights) every input is a cached result (common.smk:
+# cached_result), so no mask or training job runs. Any finished run redraws every figure and table (they all read
+# the one listing): seconds, against a DAG that names each run's results once.
 include: "figures_common.smk"
 
 
 rule experiment_figures:
     input:
-        unpack(experiment_results),
+        listing=paths.METRICS_LIST,
+        stats=experiment_stats,
     output:
         **{
             name: report(
@@ -22,7 +25,6 @@ rule experiment_figures:
         f"{paths.LOGS}/figures/{{experiment}}.log",
     params:
         command="figures",
-        listing=f"{paths.LOGS}/figures/{{experiment}}.metrics.txt",
         args=lambda wildcards: [
             "--experiment", wildcards.experiment, "--masks-root", paths.MASKS_ROOT,
             *(["--profile-compression", f"{PROFILE_COMPRESSION:g}"] if PROFILE_COMPRESSION else []),
@@ -38,7 +40,7 @@ rule experiment_figures:
 
 rule paper_table:
     input:
-        paper_metrics,
+        listing=paths.METRICS_LIST,
     output:
         csv=report(
             paths.PAPER_TABLE.format(paper="{paper}", ext="csv"),
@@ -55,7 +57,6 @@ rule paper_table:
         paper="|".join(PAPER_NAMES),
     params:
         command="tables",
-        listing=f"{paths.LOGS}/tables/{{paper}}.metrics.txt",
         args=lambda wildcards: [
             "--paper", f"{wildcards.paper}={','.join(paper_experiments(wildcards.paper))}",
             "--effective-definition", EFFECTIVE_DEFINITION, "--out-dir", paths.TABLES_DIR,

@@ -10,22 +10,14 @@ PROFILE_COMPRESSION = config.get("figures", {}).get("profile_compression")
 EFFECTIVE_DEFINITION = config.get("figures", {}).get("effective_definition", "paths")
 
 
-def experiment_results(wildcards):
-    runs = [run for run in RUNS if run.experiment == wildcards.experiment]
-    pruned = [run for run in runs if GRID.methods[run.method].name != DENSE]  # dense masks have no statistics to draw
-    return {
-        "metrics": [cached_result(run, run.file(paths.METRICS)) for run in runs],
-        "stats": [cached_result(run, str(paths.mask_stats(run.mask))) for run in pruned],
-    }
+def experiment_stats(wildcards):
+    """The mask statistics an experiment's figures draw (its runs' metrics come through the aggregate's listing)."""
+    return [cached_result(run, str(paths.mask_stats(run.mask))) for run in RUNS
+            if run.experiment == wildcards.experiment and GRID.methods[run.method].name != DENSE]  # dense: no stats
 
 
 def paper_experiments(paper):
     return [name for name in EXPERIMENTS if paper in GRID.papers[name]]
-
-
-def paper_metrics(wildcards):
-    wanted = set(paper_experiments(wildcards.paper))
-    return [cached_result(run, run.file(paths.METRICS)) for run in RUNS if run.experiment in wanted]
 
 
 def figure_files(experiment, ext="png"):
