@@ -16,6 +16,7 @@ from pathlib import Path
 
 from paibench import paths
 from paibench.errors import PaibenchError
+from paibench.names import PACK_MODES
 from paibench.inputs import input_file, output_dir, output_file, read_json_input
 from paibench.options import parse_kv_list
 from paibench.utils import sha256_file
@@ -567,9 +568,10 @@ def build_parser() -> argparse.ArgumentParser:
     tp.add_argument("--manifest", help="JSON file with a list of member objects")
     tp.add_argument("--train-config", help="JSON object of training options (one recipe for the whole pack)")
     tp.add_argument("--threads", type=_nonneg_int, default=0, help="CPU threads (0: all cores)")
-    tp.add_argument("--mode", default="auto", choices=("auto", "loop", "vmap"),
-                    help="loop: interleaved, bitwise equal to solo runs; vmap: one vectorised model (GPU); "
-                         "auto: vmap on CUDA, else loop")
+    tp.add_argument("--mode", default="auto", choices=PACK_MODES,
+                    help="loop: interleaved, on the CPU bitwise equal to solo runs; vmap: one vectorised model (same "
+                         "learning up to float summation order; faster for small image models); auto: vmap on CUDA, "
+                         "else loop")
     tp.add_argument("--evaluate", action="store_true",
                     help="then write each member's eval.json as `paibench evaluate` would")
     tp.set_defaults(func=cmd_train_pack)

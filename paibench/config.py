@@ -206,6 +206,7 @@ class Grid:
         self.methods: dict[str, MethodEntry] = {}
         self.train: dict[str, dict] = {}
         self.pack: dict[str, int] = {}  # experiment -> pack size (1: every run is its own job)
+        self.pack_mode: dict[str, str] = {}  # experiment -> how its packs train (names.PACK_MODES)
         self.papers: dict[str, list[str]] = {}  # experiment -> papers whose tables it feeds
         self.runs: list[Run] = []
         base_train = config.get("train", {})
@@ -306,6 +307,7 @@ class Grid:
         self._check_degrees(where, datasets, archs, methods)
         self.train[name] = parse_train_config({**base_train, **exp.get("train", {})}, f"{where}.train")
         self.pack[name] = int(exp.get("pack", self.config.get("pack", 1)))
+        self.pack_mode[name] = exp.get("pack_mode", self.config.get("pack_mode", "auto"))
         paper = exp.get("paper", PAPERS)
         self.papers[name] = [paper] if isinstance(paper, str) else list(paper)
         for d in datasets:

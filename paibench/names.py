@@ -36,3 +36,8 @@ MAC_KEYS = ("macs", "macs_kept", "macs_effective", "macs_effective_mica")
 
 # FORCE's sparsity levels (%): its table's columns and the ticks of the accuracy-vs-sparsity figure.
 FORCE_SPARSITIES = (90.0, 95.0, 98.0, 99.0, 99.5, 99.9)
+
+# How a pack trains its runs (config `pack_mode`, `paibench train-pack --mode`): loop interleaves them (on the CPU
+# bitwise the runs trained alone), vmap trains them as one vectorised model (same learning up to float summation
+# order), auto: vmap on CUDA, loop elsewhere.
+PACK_MODES = ("auto", "loop", "vmap")

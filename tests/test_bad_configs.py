@@ -53,6 +53,8 @@ def _dataset(label: str, spec: dict, arch="vgg16") -> dict:
 # (config, key the message must name, bad value the message must show, what the message must allow)
 CASES = {
     "unknown-dataset": (_exp(datasets=["mnist"]), "experiments.tiny.datasets[0]", "'mnist'", "digits"),
+    "unknown-pack-mode": (_top(pack_mode="fast"), "pack_mode", "'fast'", "vmap"),
+    "unknown-experiment-pack-mode": (_exp(pack_mode="vectorised"), "experiments.tiny.pack_mode", "'vectorised'", "loop"),
     "unknown-arch": (_exp(archs=["vgg99"]), "experiments.tiny.archs[0]", "'vgg99'", "vgg16"),
     "unknown-arch-in-mapping": (_exp(archs=[{"name": "resnet9000"}]), "archs[0].name", "'resnet9000'", "resnet20"),
     "unknown-method": (_exp(methods=["snipp"]), "experiments.tiny.methods[0]", "'snipp'", "random"),

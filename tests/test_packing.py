@@ -85,10 +85,10 @@ def test_pack_killed_while_writing_outputs_loses_no_trained_epoch(tmp_path, digi
     specs = _specs(tmp_path, digits_file, "pack", members)
     finish = RunState.finish
 
-    def killed_at_second(self, started):
+    def killed_at_second(self, *args):
         if self.spec.run_key == specs[1].run_key:
             raise KeyboardInterrupt
-        return finish(self, started)
+        return finish(self, *args)
 
     monkeypatch.setattr(RunState, "finish", killed_at_second)
     with pytest.raises(KeyboardInterrupt):
@@ -137,7 +137,7 @@ def test_packed_vmap_matches_solo_within_float_noise(tmp_path, digits_file):
     packed_specs = _specs(tmp_path, digits_file, "pack", members, recipe)
     packed = train_pack(packed_specs, log=lambda *_: None, mode="vmap")
     for s, p, spec in zip(solo, packed, packed_specs):
-        assert p["status"] == "ok"
+        assert p["status"] == "ok" and p["pack_mode"] == "vmap" and s["pack_mode"] == "loop"
         assert p["final_train_loss"] == pytest.approx(s["final_train_loss"], rel=1e-3, abs=1e-4)
         assert p["final_test_loss"] == pytest.approx(s["final_test_loss"], rel=1e-3, abs=1e-4)
         weights = load_file(Path(spec.out_dir) / "model.safetensors")
@@ -182,6 +182,7 @@ def test_workflow_packs_runs_and_keeps_finished_runs_cached(tmp_path):
     config = tiny_config(methods=["random"], compressions=[10], seeds=[0, 1])
     config["train"]["epochs"] = 1
     config["pack"] = 2
+    config["pack_mode"] = "vmap"  # the config's mode reaches train-pack (on the CPU auto would be loop)
     work = tmp_path / "w"
     dry = run_snakemake(work, config, "-n", "results/tables/runs.csv")
     jobs = planned_jobs(dry)
@@ -189,7 +190,9 @@ def test_workflow_packs_runs_and_keeps_finished_runs_cached(tmp_path):
     run_snakemake(work, config, "results/tables/runs.csv")
     runs = [work / f"results/runs/tiny/digits/vgg16_w0.125/random/c10/s{s}" for s in (0, 1)]
     logs = list((work / "logs" / "train_pack").rglob("*.log"))
-    assert len(logs) == 1 and "packing 2 runs" in logs[0].read_text()
+    text = logs[0].read_text() if len(logs) == 1 else ""
+    assert "packing 2 runs" in text and "(mode vmap)" in text, text[:500]
+    assert all(json.loads((r / "metrics.json").read_text())["pack_mode"] == "vmap" for r in runs)
     before = {r: (r / "metrics.json").stat().st_mtime_ns for r in runs}
     # One more seed: one new job holding only the new run; the finished pack is not retrained.
     config["experiments"]["tiny"]["seeds"] = [0, 1, 2]

@@ -8,12 +8,12 @@ import time
 
 from paibench.errors import PaibenchError
 from paibench.lazy import F, torch
+from paibench.names import PACK_MODES
 from paibench.progress import Progress
 from paibench.training.masking import mask_gradients
 from paibench.training.recipe import autocast, device_name, make_optimizer, pick_device, resolve_threads
 from paibench.training.run import RunSpec, RunState
 
-PACK_MODES = ("auto", "loop", "vmap")
 
 
 def _vmap_epoch(runs: list[RunState], cfg: dict, device, on_step=lambda: None) -> None:
@@ -166,7 +166,7 @@ def _train_pack(specs: list[RunSpec], cfg: dict, log, mode: str) -> list[dict]:
         share = (time.perf_counter() - t0) / len(active)
         for r in active:
             r.end_epoch(share)
-    results = [r.finish(len(runs)) for r in runs]
+    results = [r.finish(len(runs), "vmap" if use_vmap else "loop") for r in runs]
     # Only now: a job killed while writing its runs' files (Snakemake then deletes every output of the job)
     # restarts each run from its final checkpoint, so a rerun trains no epoch again.
     for r in runs:

@@ -197,7 +197,7 @@ class RunState:
         })
 
     # --------------------------------------------------------------------------------------- outputs
-    def finish(self, pack_size: int = 1) -> dict:
+    def finish(self, pack_size: int = 1, pack_mode: str = "loop") -> dict:
         spec, cfg, meta, masks, model = self.spec, self.cfg, self.meta, self.masks, self.model
         out_dir = Path(spec.out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -224,7 +224,7 @@ class RunState:
             "parameters": sum(p.numel() for p in model.parameters()), "prunable": prunable, "kept": kept,
             "mask_sha256": sha256_file(spec.mask), "train": cfg, "device": device_name(self.device),
             # the sum of its epochs' times (in a pack: its share of the pack's steps, and its own evaluations)
-            "wall_time_s": sum(h["seconds"] for h in self.history), "pack_size": pack_size,
+            "wall_time_s": sum(h["seconds"] for h in self.history), "pack_size": pack_size, "pack_mode": pack_mode,
             "torch": torch.__version__, "python": platform.python_version(), "host": socket.gethostname(),
             "command": command_line(spec.member_json()),
         })

@@ -53,6 +53,7 @@ for _pack in PACKS:
         params:
             members=quoted(x for r in _pack for x in ("--member", pack_member(r))),
             train=json.dumps(GRID.train[_pack[0].experiment], sort_keys=True),
+            mode=GRID.pack_mode[_pack[0].experiment],
         threads: RES["train_threads"]
         resources:
             mem_mb=RES["train_mem_mb"],
@@ -60,5 +61,5 @@ for _pack in PACKS:
         conda:
             "../envs/paibench.yaml"
         shell:
-            "OMP_NUM_THREADS={threads} paibench train-pack {params.members} --threads {threads}"
+            "OMP_NUM_THREADS={threads} paibench train-pack {params.members} --threads {threads} --mode {params.mode}"
             " --train-config {params.train:q} --evaluate > {log} 2>&1"
