@@ -5,7 +5,9 @@ decay 5e-4, constant schedule, accuracy at the best validation epoch) through pa
 (`train_run`), once with `feature_product: dense` and once with `sparse`, on one CPU thread, and reads each
 epoch's time (its training step plus its evaluation) from epochs.csv. Both give the same product up to
 float summation order, so accuracies may differ in the last digits of a logit and, rarely, in a prediction.
-Needs the Planetoid raw files (../shared/data/planetoid).
+Needs the Planetoid raw files (../shared/data/planetoid). With --profile, each cell's sparse run is
+profiled once more (torch.profiler, 20 epochs): the operators that take most of a sparse epoch, which bound what
+the sparse product can give.
 
     python benchmarks/bench_graph.py --out results/benchmarks/graph_cpu
 """
@@ -13,7 +15,6 @@ Needs the Planetoid raw files (../shared/data/planetoid).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -25,6 +26,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import torch  # noqa: E402
 
+from _report import cpu_name, markdown_table, publish  # noqa: E402
 from paibench.data import DATASETS, save_prepared  # noqa: E402
 from paibench.pruning import make_mask  # noqa: E402
 from paibench.training import RunSpec, parse_train_config, train_run  # noqa: E402
@@ -46,6 +48,18 @@ def one_run(data: Path, mask: Path, arch: str, hidden: int, seed: int, mode: str
             "accuracy": 100 * metrics["accuracy"]}
 
 
+def profile_run(data: Path, mask: Path, arch: str, hidden: int, work: Path, top: int = 5) -> str:
+    """The `top` operators by own CPU time of a 20-epoch sparse run, as 'name share%' (dropout's Bernoulli
+    sampling is aten::bernoulli_; dense products aten::mm / addmm)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        one_run(data, mask, arch, hidden, 0, "sparse", 20, work / "profile")
+    ops = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in ops)
+    return ", ".join(f"{e.key.removeprefix('aten::')} {100 * e.self_cpu_time_total / total:.0f}%" for e in ops[:top])
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--root", default="../shared/data/planetoid", help="Planetoid raw files")
@@ -54,6 +68,7 @@ def main() -> int:
     ap.add_argument("--hidden", nargs="+", type=int, default=[256, 64])
     ap.add_argument("--seeds", type=int, default=2)
     ap.add_argument("--epochs", type=int, default=50)
+    ap.add_argument("--profile", action="store_true", help="also list where each cell's sparse epoch goes")
     ap.add_argument("--out", help="write OUT.json and OUT.md")
     args = ap.parse_args()
     if not Path(args.root).is_dir():
@@ -88,25 +103,20 @@ def main() -> int:
                         "dense_total_s": round(sum(r["total_s"] for r in cell["dense"]), 1),
                         "sparse_total_s": round(sum(r["total_s"] for r in cell["sparse"]), 1),
                     })
+                    if args.profile:
+                        rows[-1]["sparse_epoch_top_ops"] = profile_run(data, work / f"{dataset}-{arch}-{hidden}-s0.safetensors",
+                                                                       arch, hidden, work)
                     print(rows[-1], flush=True)
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    cols = list(rows[0])
+    cpu = cpu_name()
     lines = ["# Graph epochs on the CPU: node features multiplied dense vs sparse (CSR)", "",
              f"{cpu}, 1 torch thread, torch {torch.__version__}, Python {platform.python_version()}. "
              f"ERK 10x masks, {args.epochs} epochs, seeds 0..{args.seeds - 1}; epoch = one full-graph training step "
              f"and its evaluation (median over epochs 2..{args.epochs}, then over seeds); accuracy: test accuracy "
              f"(%) at the best validation epoch, per seed.", "",
              "Command: `python benchmarks/bench_graph.py " + " ".join(sys.argv[1:]) + "`", "",
-             "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(str(r[c]) for c in cols) + " |" for r in rows]
-    text = "\n".join(lines)
-    print(text)
-    if args.out:
-        Path(args.out).with_suffix(".json").write_text(json.dumps({"rows": rows, "cpu": cpu, "torch": torch.__version__,
-                                                                   "epochs": args.epochs, "seeds": args.seeds},
-                                                                  indent=2) + "\n")
-        Path(args.out).with_suffix(".md").write_text(text + "\n")
+             *markdown_table(rows)]
+    publish(args.out, lines, {"rows": rows, "cpu": cpu, "torch": torch.__version__, "epochs": args.epochs,
+                                   "seeds": args.seeds})
     return 0
 
 

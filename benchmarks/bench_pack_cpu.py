@@ -13,7 +13,6 @@ pack's training examples per second of wall time, summed over runs (evaluation i
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -26,6 +25,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import torch  # noqa: E402
 import yaml  # noqa: E402
 
+from _report import cpu_name, markdown_table, publish  # noqa: E402
 from paibench.data import DATASETS, save_prepared  # noqa: E402
 from paibench.pruning import make_mask  # noqa: E402
 from paibench.training import RunSpec, parse_train_config, train_pack  # noqa: E402
@@ -85,22 +85,14 @@ def main() -> int:
                 "max_abs_acc_diff": round(max(abs(a - b) for a, b in zip(loop["acc"], vmap["acc"])), 2),
             })
             print(rows[-1], flush=True)
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    cols = list(rows[0])
+    cpu = cpu_name()
     lines = ["# A pack of small runs on one CPU thread: mode loop vs mode vmap", "",
              f"{cpu}, 1 torch thread, torch {torch.__version__}, Python {platform.python_version()}. Runs: the default "
              f"config's digits experiment (ERK at {exp['compressions']} x seeds {exp['seeds']}), its recipe, "
              f"{cfg['epochs']} epochs; one measurement per cell. Accuracies: final test accuracy %.", "",
              "Command: `python benchmarks/bench_pack_cpu.py " + " ".join(sys.argv[1:]) + "`", "",
-             "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(str(r[c]) for c in cols) + " |" for r in rows]
-    text = "\n".join(lines)
-    print(text)
-    if args.out:
-        Path(args.out).with_suffix(".json").write_text(json.dumps({"rows": rows, "cpu": cpu, "torch": torch.__version__},
-                                                                  indent=2) + "\n")
-        Path(args.out).with_suffix(".md").write_text(text + "\n")
+             *markdown_table(rows)]
+    publish(args.out, lines, {"rows": rows, "cpu": cpu, "torch": torch.__version__})
     return 0
 
 

@@ -13,7 +13,6 @@ gain. Also: what a new process pays before its first step.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import subprocess
@@ -27,6 +26,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
+from _report import cpu_name, markdown_table, publish  # noqa: E402
 from paibench.data import DATASETS, save_prepared  # noqa: E402
 from paibench.pruning import make_mask  # noqa: E402
 from paibench.training import RunSpec, parse_train_config  # noqa: E402
@@ -117,14 +117,11 @@ def main() -> int:
     for r in rows:
         r.pop("_weights")
     boot = startup()
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    cols = [k for k in rows[0]]
+    cpu = cpu_name()
     lines = ["# One CPU training step (digits, batch 64, SGD momentum 0.9 Nesterov, wd 5e-4, erk mask at 30x)", "",
              f"{cpu}, 1 torch thread, torch {torch.__version__}, Python {platform.python_version()}.", "",
              "Command: `python benchmarks/bench_step.py " + " ".join(sys.argv[1:]) + "`", "",
-             "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(str(r[c]) for c in cols) + " |" for r in rows]
+             *markdown_table(rows)]
     for arch in dict.fromkeys(r["arch"] for r in rows):
         loop, multi = (next(r for r in rows if r["arch"] == arch and r["foreach"] is f) for f in (False, True))
         framework = sum(loop[f"{k}_ms"] for k in ("batch", "mask", "optimizer"))
@@ -135,11 +132,7 @@ def main() -> int:
     lines += ["", f"A new process before its first step: {boot['import_torch_paibench_s']} s to import torch and "
               f"paibench, then {boot['first_optimizer_s']} s for the first torch.optim optimizer (it imports "
               f"torch._dynamo); packs and batches pay this once per process."]
-    text = "\n".join(lines)
-    print(text)
-    if args.out:
-        Path(args.out).with_suffix(".json").write_text(json.dumps({"rows": rows, "startup": boot}, indent=2) + "\n")
-        Path(args.out).with_suffix(".md").write_text(text + "\n")
+    publish(args.out, lines, {"rows": rows, "startup": boot})
     return 0
 
 

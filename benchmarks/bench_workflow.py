@@ -22,7 +22,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import shutil
 import subprocess
 import sys
@@ -31,6 +30,8 @@ import time
 from pathlib import Path
 
 import yaml
+
+from _report import cpu_name, markdown_table, publish
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -214,25 +215,19 @@ def main() -> int:
     rev = lambda r: subprocess.run(["git", "rev-parse", "--short", r], cwd=REPO, capture_output=True,  # noqa: E731
                                    text=True).stdout.strip() if r != "WORKTREE" else "working tree of " + \
         subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
+    cpu = cpu_name()
     meta = {"base": rev(args.base), "new": rev(args.new), "cpu": cpu, "nproc": os.cpu_count(),
             "python": platform.python_version(), "command": "python benchmarks/bench_workflow.py " + " ".join(
                 "SCRATCH" if args.scratch and a == args.scratch else a for a in sys.argv[1:])}  # no machine path
-    lines = [f"# Workflow throughput (CPU)", "", f"base = {meta['base']} (today's way), new = {meta['new']}; "
+    lines = ["# Workflow throughput (CPU)", "", f"base = {meta['base']} (today's way), new = {meta['new']}; "
              f"{meta['cpu']}, {meta['nproc']} cores; Python {meta['python']}.", "", f"Command: `{meta['command']}`", ""]
     for part in args.parts:
         part_rows = [r for r in rows if r["part"] == part]
         cols = [k for k in part_rows[0] if k not in ("part", "job_kinds")]
-        lines += [f"## {part}", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-        lines += ["| " + " | ".join(str(r[c]) for c in cols) + " |" for r in part_rows]
+        lines += [f"## {part}", "", *markdown_table(part_rows, cols)]
         kinds = "; ".join(f"{r['variant']}: {r['job_kinds']}" for r in part_rows if r.get("job_kinds"))
         lines += ["", f"jobs per rule: {kinds}", ""] if kinds else [""]
-    text = "\n".join(lines)
-    print(text)
-    if args.out:
-        Path(args.out).with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
-        Path(args.out).with_suffix(".md").write_text(text + "\n")
+    publish(args.out, lines, {"meta": meta, "rows": rows})
     return 0
 
 
