@@ -172,3 +172,35 @@ def test_sparse_feature_product_trains_the_same_run_as_the_dense_one(tmp_path):
     assert losses["dense"] == pytest.approx(losses["sparse"], rel=1e-5)
     assert losses["auto"] == losses["sparse"]
     assert "sparse product" in logs["sparse"] and "sparse product" not in logs["dense"]
+
+
+def test_graph_splits_select_by_index_exactly_as_by_boolean_mask():
+    """GraphData keeps each split's node indices: the training step's loss and gradient, and evaluation, equal
+    those of boolean-mask selection bitwise (same rows, same order), without a nonzero() per use."""
+    from paibench.tasks.node import NODE_CLASSIFICATION, GraphData, evaluate_graph
+
+    gen = torch.Generator().manual_seed(0)
+    n, classes = 50, 4
+    payload = {"x": torch.randn(n, 8, generator=gen), "y": torch.randint(0, classes, (n,), generator=gen),
+               "edge_index": torch.randint(0, n, (2, 120), generator=gen),
+               **{f"{k}_mask": torch.rand(n, generator=gen) < p for k, p in (("train", 0.5), ("val", 0.3), ("test", 0.4))}}
+    data = GraphData(payload, torch.device("cpu"))
+    logits = torch.randn(n, classes, generator=gen, requires_grad=True)
+    (_, _), targets, select = NODE_CLASSIFICATION.batch(data, None, 0, 0, None)
+    by_index = torch.nn.functional.cross_entropy(logits[select], targets)
+    (grad_index,) = torch.autograd.grad(by_index, logits)
+    m = payload["train_mask"]
+    by_mask = torch.nn.functional.cross_entropy(logits[m], payload["y"][m])
+    (grad_mask,) = torch.autograd.grad(by_mask, logits)
+    assert torch.equal(by_index, by_mask) and torch.equal(grad_index, grad_mask)
+    assert NODE_CLASSIFICATION.examples_per_step(data, 0) == int(m.sum())
+
+    class Fixed(torch.nn.Module):
+        def forward(self, x, adj):
+            return logits.detach()
+
+    res = evaluate_graph(Fixed(), data)
+    for split in ("train", "val", "test"):
+        mk = payload[f"{split}_mask"]
+        assert res[f"{split}_loss"] == torch.nn.functional.cross_entropy(logits.detach()[mk], payload["y"][mk]).item()
+        assert res[f"{split}_acc"] == (logits.detach()[mk].argmax(1) == payload["y"][mk]).float().mean().item()

@@ -37,6 +37,10 @@ class GraphData:
             self.x = SparseFeatures(self.x)
         self.y = payload["y"].to(device)
         self.masks = {k: payload[f"{k}_mask"].to(device) for k in ("train", "val", "test")}
+        # Each split's node indices and labels, once: indexing by them selects the same rows in the same order
+        # as the boolean masks (bitwise the same losses and gradients) without a nonzero() per use.
+        self.index = {k: torch.nonzero(m).squeeze(1) for k, m in self.masks.items()}
+        self.labels = {k: self.y[i] for k, i in self.index.items()}
         # e.g. "ogbn-arxiv": accuracy by ogb.nodeproppred.Evaluator (see paibench/data/ogbn_arxiv.py)
         self.evaluator = payload.get("evaluator")
 
@@ -46,16 +50,18 @@ def evaluate_graph(model, data: GraphData) -> dict[str, float]:
     with torch.no_grad():
         out = model(data.x, data.adj).float()
         res = {}
-        for split, m in data.masks.items():
-            res[f"{split}_loss"] = F.cross_entropy(out[m], data.y[m]).item()
-            res[f"{split}_acc"] = (out[m].argmax(1) == data.y[m]).float().mean().item()
+        for split, i in data.index.items():
+            logits, y = out[i], data.labels[split]
+            res[f"{split}_loss"] = F.cross_entropy(logits, y).item()
+            res[f"{split}_acc"] = (logits.argmax(1) == y).float().mean().item()
         if getattr(data, "evaluator", None):
             from ogb.nodeproppred import Evaluator
 
             ogb_eval = Evaluator(data.evaluator)
             pred = out.argmax(1, keepdim=True)
-            for split, m in data.masks.items():
-                res[f"{split}_acc"] = float(ogb_eval.eval({"y_true": data.y[m].view(-1, 1), "y_pred": pred[m]})["acc"])
+            for split, i in data.index.items():
+                res[f"{split}_acc"] = float(ogb_eval.eval({"y_true": data.labels[split].view(-1, 1),
+                                                           "y_pred": pred[i]})["acc"])
     return res
 
 
@@ -83,11 +89,10 @@ class NodeClassification(Task):
         return 1
 
     def examples_per_step(self, data, batch_size):
-        return int(data.masks["train"].sum())
+        return len(data.index["train"])
 
     def batch(self, data, order, step, batch_size, generator, channels_last=False):
-        m = data.masks["train"]
-        return (data.x, data.adj), data.y[m], m
+        return (data.x, data.adj), data.labels["train"], data.index["train"]
 
     def evaluate(self, model, data, cfg):
         ev = evaluate_graph(model, data)
