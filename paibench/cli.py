@@ -16,8 +16,8 @@ from pathlib import Path
 
 from paibench import paths
 from paibench.errors import PaibenchError
-from paibench.names import PACK_MODES
 from paibench.inputs import input_file, output_dir, output_file, read_json_input
+from paibench.names import PACK_MODES
 from paibench.options import parse_kv_list
 from paibench.utils import sha256_file
 

@@ -48,3 +48,20 @@ def test_bad_configs_name_key_value_and_allowed(mutate, needles):
     assert "\n" not in message
     for needle in needles:
         assert needle in message, message
+
+
+def test_pack_mode_schema_enum_is_names_pack_modes_and_experiments_override_it():
+    import yaml
+
+    from paibench.config import SCHEMA_PATH
+    from paibench.names import PACK_MODES
+
+    schema = yaml.safe_load(SCHEMA_PATH.read_text())
+    assert tuple(schema["properties"]["pack_mode"]["enum"]) == PACK_MODES
+    assert tuple(schema["$defs"]["experiment"]["properties"]["pack_mode"]["enum"]) == PACK_MODES
+    cfg = tiny_config()
+    assert Grid(cfg).pack_mode == {"tiny": "auto"}
+    cfg["pack_mode"] = "vmap"
+    assert Grid(cfg).pack_mode == {"tiny": "vmap"}
+    cfg["experiments"]["tiny"]["pack_mode"] = "loop"
+    assert Grid(cfg).pack_mode == {"tiny": "loop"}

@@ -15,7 +15,6 @@ from paibench.training.recipe import autocast, device_name, make_optimizer, pick
 from paibench.training.run import RunSpec, RunState
 
 
-
 def _vmap_epoch(runs: list[RunState], cfg: dict, device, on_step=lambda: None) -> None:
     """One epoch of several same-architecture runs as one vectorised model (torch.func.vmap).
 

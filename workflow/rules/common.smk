@@ -105,10 +105,6 @@ def all_metrics():
     return [cached_result(run, run.file(paths.METRICS)) for run in RUNS]
 
 
-
-
-
-
 # ---- Batched jobs: the one place besides cached_result where the DAG depends on files that exist ----------
 # Mask batches (resources.mask_batch > 1) and training packs (an experiment's `pack: N`) are rules generated from
 # the masks and runs not made yet when the workflow is parsed: finished ones get no batch (their files are kept),
