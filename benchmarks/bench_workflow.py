@@ -52,8 +52,10 @@ DRYRUN_GRID = {
 }
 
 
-def mask_grid(seeds: int, width: float) -> dict:
+def mask_grid(seeds: int, width: float, batch: int = 0) -> dict:
+    """The sweep's config; `batch` > 0 sets resources.mask_batch (masks per job; 0: the workflow's default)."""
     return {
+        **({"resources": {"mask_batch": batch}} if batch else {}),
         "experiments": {"sweep": {
             "datasets": ["digits"], "archs": [{"name": "vgg16", "width": width}],
             "methods": ["random", "erk", {"name": "mica", "budget": "erk"}, {"name": "rpi", "budget": "erk"}],
@@ -158,12 +160,13 @@ def part_dryrun(variants: dict[str, Path], scratch: Path) -> list[dict]:
     return rows
 
 
-def part_masks(variants: dict[str, Path], scratch: Path, seeds: dict[str, int], width: float) -> list[dict]:
+def part_masks(variants: dict[str, Path], scratch: Path, seeds: dict[str, int], width: float,
+               batch: int = 0) -> list[dict]:
     rows = []
     for name, tree in variants.items():
         work = scratch / f"masks-{name}"
         work.mkdir()
-        grid = mask_grid(seeds[name], width)
+        grid = mask_grid(seeds[name], width, batch if name == "new" else 0)
         (work / "grid.yaml").write_text(yaml.safe_dump(grid, sort_keys=False))
         targets = subprocess.run(
             [sys.executable, "-c", "import sys, yaml; from paibench.config import Grid; "
@@ -180,7 +183,7 @@ def part_masks(variants: dict[str, Path], scratch: Path, seeds: dict[str, int], 
                      "wall_s": round(wall, 1), "mask_work_s": round(own, 1),
                      "outside_mask_work_pct": round(100 * (wall - own) / wall, 1),
                      "per_mask_outside_s": round((wall - own) / max(1, len(stats)), 3), "exit": rc,
-                     "jobs": sum(jobs.values()), "width": width})
+                     "jobs": sum(jobs.values()), "width": width, "mask_batch": (batch or "default") if name == "new" else 1})
         shutil.rmtree(work / "results" / "masks", ignore_errors=True)  # up to 15 MB per mask at width 1
     return rows
 
@@ -193,6 +196,8 @@ def main() -> int:
     ap.add_argument("--mask-seeds", type=int, default=21, help="seeds of the mask sweep (4 x 12 x seeds masks)")
     ap.add_argument("--base-mask-seeds", type=int, default=1, help="seeds of today's way (one process per mask)")
     ap.add_argument("--mask-width", type=float, default=0.25)
+    ap.add_argument("--mask-batch", type=int, default=0,
+                    help="resources.mask_batch of the new variant's sweep (0: the workflow's default)")
     ap.add_argument("--scratch", help="scratch folder (default: a new temp folder, removed afterwards)")
     ap.add_argument("--out", help="write OUT.json and OUT.md")
     args = ap.parse_args()
@@ -208,7 +213,7 @@ def main() -> int:
                 rows += part_dryrun(variants, scratch / part)
             else:
                 rows += part_masks(variants, scratch / part, {"base": args.base_mask_seeds, "new": args.mask_seeds},
-                                   args.mask_width)
+                                   args.mask_width, args.mask_batch)
     finally:
         if not args.scratch:
             shutil.rmtree(scratch, ignore_errors=True)
