@@ -17,7 +17,7 @@ from pathlib import Path
 from paibench import paths
 from paibench.errors import PaibenchError
 from paibench.inputs import input_file, output_dir, output_file, read_json_input
-from paibench.names import PACK_MODES
+from paibench.names import DEFAULT_PACK_MODE, PACK_MODES
 from paibench.options import parse_kv_list
 from paibench.utils import sha256_file
 
@@ -568,7 +568,7 @@ def build_parser() -> argparse.ArgumentParser:
     tp.add_argument("--manifest", help="JSON file with a list of member objects")
     tp.add_argument("--train-config", help="JSON object of training options (one recipe for the whole pack)")
     tp.add_argument("--threads", type=_nonneg_int, default=0, help="CPU threads (0: all cores)")
-    tp.add_argument("--mode", default="auto", choices=PACK_MODES,
+    tp.add_argument("--mode", default=DEFAULT_PACK_MODE, choices=PACK_MODES,
                     help="loop: interleaved, on the CPU bitwise equal to solo runs; vmap: one vectorised model (same "
                          "learning up to float summation order; faster for small image models); auto: vmap on CUDA, "
                          "else loop")

@@ -20,7 +20,7 @@ from paibench import paths
 from paibench.errors import PaibenchError
 from paibench.models import ARCHS
 from paibench.pruning.methods import METHODS
-from paibench.names import PAPERS as PAPER_TITLES
+from paibench.names import DEFAULT_PACK_MODE, PAPERS as PAPER_TITLES
 from paibench.registry import is_import_name
 from paibench.training import parse_train_config
 from paibench.training.recipe import result_recipe
@@ -307,7 +307,7 @@ class Grid:
         self._check_degrees(where, datasets, archs, methods)
         self.train[name] = parse_train_config({**base_train, **exp.get("train", {})}, f"{where}.train")
         self.pack[name] = int(exp.get("pack", self.config.get("pack", 1)))
-        self.pack_mode[name] = exp.get("pack_mode", self.config.get("pack_mode", "auto"))
+        self.pack_mode[name] = exp.get("pack_mode", self.config.get("pack_mode", DEFAULT_PACK_MODE))
         paper = exp.get("paper", PAPERS)
         self.papers[name] = [paper] if isinstance(paper, str) else list(paper)
         for d in datasets:

@@ -41,3 +41,4 @@ FORCE_SPARSITIES = (90.0, 95.0, 98.0, 99.0, 99.5, 99.9)
 # bitwise the runs trained alone), vmap trains them as one vectorised model (same learning up to float summation
 # order), auto: vmap on CUDA, loop elsewhere.
 PACK_MODES = ("auto", "loop", "vmap")
+DEFAULT_PACK_MODE = "auto"

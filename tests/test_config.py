@@ -55,8 +55,9 @@ def test_pack_mode_schema_enum_is_names_pack_modes_and_experiments_override_it()
     from paibench.names import PACK_MODES
 
     schema = yaml.safe_load(SCHEMA_PATH.read_text())
-    assert tuple(schema["properties"]["pack_mode"]["enum"]) == PACK_MODES
-    assert tuple(schema["$defs"]["experiment"]["properties"]["pack_mode"]["enum"]) == PACK_MODES
+    assert tuple(schema["$defs"]["pack_mode"]["enum"]) == PACK_MODES
+    for where in (schema["properties"], schema["$defs"]["experiment"]["properties"]):
+        assert where["pack_mode"]["$ref"] == "#/$defs/pack_mode"
     cfg = tiny_config()
     assert Grid(cfg).pack_mode == {"tiny": "auto"}
     cfg["pack_mode"] = "vmap"

@@ -190,7 +190,8 @@ def test_workflow_packs_runs_and_keeps_finished_runs_cached(tmp_path):
     run_snakemake(work, config, "results/tables/runs.csv")
     runs = [work / f"results/runs/tiny/digits/vgg16_w0.125/random/c10/s{s}" for s in (0, 1)]
     logs = list((work / "logs" / "train_pack").rglob("*.log"))
-    text = logs[0].read_text() if len(logs) == 1 else ""
+    assert len(logs) == 1
+    text = logs[0].read_text()
     assert "packing 2 runs" in text and "(mode vmap)" in text, text[:500]
     assert all(json.loads((r / "metrics.json").read_text())["pack_mode"] == "vmap" for r in runs)
     before = {r: (r / "metrics.json").stat().st_mtime_ns for r in runs}

@@ -36,10 +36,9 @@ class GraphData:
         if use_sparse_features(self.x, device, feature_product):
             self.x = SparseFeatures(self.x)
         self.y = payload["y"].to(device)
-        self.masks = {k: payload[f"{k}_mask"].to(device) for k in ("train", "val", "test")}
         # Each split's node indices and labels, once: indexing by them selects the same rows in the same order
         # as the boolean masks (bitwise the same losses and gradients) without a nonzero() per use.
-        self.index = {k: torch.nonzero(m).squeeze(1) for k, m in self.masks.items()}
+        self.index = {k: torch.nonzero(payload[f"{k}_mask"].to(device)).squeeze(1) for k in ("train", "val", "test")}
         self.labels = {k: self.y[i] for k, i in self.index.items()}
         # e.g. "ogbn-arxiv": accuracy by ogb.nodeproppred.Evaluator (see paibench/data/ogbn_arxiv.py)
         self.evaluator = payload.get("evaluator")
@@ -83,7 +82,7 @@ class NodeClassification(Task):
         sparse = (f" (sparse product, {100 * data.x.density:.1f} % nonzero)"
                   if isinstance(data.x, SparseFeatures) else "")
         return (f"graph of {data.x.shape[0]} nodes, {data.x.shape[1]} features{sparse}, "
-                f"{int(data.masks['train'].sum())} training nodes")
+                f"{len(data.index['train'])} training nodes")
 
     def steps_per_epoch(self, data, batch_size):
         return 1
