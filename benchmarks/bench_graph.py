@@ -87,8 +87,8 @@ def main() -> int:
             for arch in args.archs:
                 for hidden in args.hidden:
                     cell = {"dense": [], "sparse": []}
-                    for seed in range(args.seeds):
-                        mask = work / f"{dataset}-{arch}-{hidden}-s{seed}.safetensors"
+                    masks = [work / f"{dataset}-{arch}-{hidden}-s{seed}.safetensors" for seed in range(args.seeds)]
+                    for seed, mask in enumerate(masks):
                         make_mask(dataset, arch, "erk", 10, seed, str(mask), arch_options={"hidden": hidden},
                                   payload=payload)
                         for mode in cell:
@@ -104,8 +104,7 @@ def main() -> int:
                         "sparse_total_s": round(sum(r["total_s"] for r in cell["sparse"]), 1),
                     })
                     if args.profile:
-                        rows[-1]["sparse_epoch_top_ops"] = profile_run(data, work / f"{dataset}-{arch}-{hidden}-s0.safetensors",
-                                                                       arch, hidden, work)
+                        rows[-1]["sparse_epoch_top_ops"] = profile_run(data, masks[0], arch, hidden, work)
                     print(rows[-1], flush=True)
     cpu = cpu_name()
     lines = ["# Graph epochs on the CPU: node features multiplied dense vs sparse (CSR)", "",

@@ -33,11 +33,13 @@ from paibench.training import RunSpec, parse_train_config, train_pack  # noqa: E
 REPO = Path(__file__).resolve().parents[1]
 
 
-def pack_once(data: Path, masks: list[Path], arch: str, width: float, cfg: dict, mode: str, work: Path) -> dict:
+def pack_once(data: Path, masks: list[tuple[Path, int]], arch: str, width: float, cfg: dict, mode: str,
+              work: Path) -> dict:
+    """One train_pack call over (mask file, seed) members in `mode`: its wall time and each run's accuracy."""
     specs = [RunSpec(data=str(data), mask=str(m), out_dir=str(work / mode / m.stem), checkpoint=str(work / f"{mode}-{m.stem}.pt"),
                      run_key=f"bench/{m.stem}", train=cfg, dataset="digits", arch=arch, width=width, arch_options={},
-                     seed=int(m.stem.rsplit("-s", 1)[1]), threads=1)
-             for m in masks]
+                     seed=seed, threads=1)
+             for m, seed in masks]
     t0 = time.perf_counter()
     results = train_pack(specs, log=lambda *_: None, mode=mode)
     return {"wall_s": time.perf_counter() - t0, "acc": [100 * r["final_test_acc"] for r in results]}
@@ -71,7 +73,7 @@ def main() -> int:
                 for s in exp["seeds"]:
                     m = work / f"{arch}-c{c}-s{s}.safetensors"
                     make_mask("digits", arch, "erk", c, s, str(m), width=width, payload=payload)
-                    masks.append(m)
+                    masks.append((m, s))
             cell = {mode: pack_once(data, masks, arch, width, cfg, mode, work / arch) for mode in ("loop", "vmap")}
             loop, vmap = cell["loop"], cell["vmap"]
             rows.append({
