@@ -104,6 +104,7 @@ CASES = {
     "train-milestones-negative": (_train(milestones=[-1]), "train.milestones", "-1", "positive"),
     "train-milestones-string": (_train(milestones="half"), "train.milestones", "'half'", "a list"),
     "train-device": (_train(device="tpu"), "train.device", "'tpu'", "cuda"),
+    "train-checkpoint-interval": (_train(checkpoint_interval_s=-5), "train.checkpoint_interval_s", "-5", ">= 0"),
     "experiment-train-option": (_exp(train={"batch_size": 0}), "experiments.tiny.train.batch_size", "0", ">= 1"),
     "dataset-option-range": (_dataset("digits", {"test_fraction": 2}), "datasets.digits.test_fraction", "2", "<= 0.5"),
     "dataset-unknown-option": (_dataset("digits", {"fraction": 0.1}), "datasets.digits.fraction", "0.1", "test_fraction"),

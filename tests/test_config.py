@@ -64,3 +64,16 @@ def test_pack_mode_schema_enum_is_names_pack_modes_and_experiments_override_it()
     assert Grid(cfg).pack_mode == {"tiny": "vmap"}
     cfg["experiments"]["tiny"]["pack_mode"] = "loop"
     assert Grid(cfg).pack_mode == {"tiny": "loop"}
+
+
+def test_every_train_option_has_a_row_in_the_config_reference():
+    """config/README.md documents each training option with its default (a new option without a row fails)."""
+    from paibench.training.recipe import TRAIN_OPTIONS
+
+    text = (REPO / "config" / "README.md").read_text()
+    rows = {line.split("|")[1].strip().strip("`"): line.split("|")[2].strip().strip("`")
+            for line in text.splitlines() if line.startswith("| `")}
+    missing = [k for k in TRAIN_OPTIONS if k not in rows]
+    assert not missing, f"config/README.md has no row for train option(s) {missing}"
+    for key in ("epochs", "checkpoint_interval_s", "keep_checkpoint"):
+        assert rows[key].lower() == str(TRAIN_OPTIONS[key].default).lower().removesuffix(".0"), key

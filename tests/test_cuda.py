@@ -237,7 +237,7 @@ def _env() -> dict:
 
 
 def _train_cmd(data, mask, out, ckpt, epochs=3):
-    cfg = json.dumps({"epochs": epochs, "batch_size": 8, "lr": 0.05, "device": "cuda"})
+    cfg = json.dumps({"epochs": epochs, "batch_size": 8, "lr": 0.05, "device": "cuda", "checkpoint_interval_s": 0})
     return [sys.executable, "-m", "paibench", "train", "--data", str(data), "--mask", str(mask),
             "--out-dir", str(out), "--checkpoint", str(ckpt), "--run-key", "resume/digits/vgg16_w0.25/random/c10/s0",
             "--dataset", "digits", "--arch", "vgg16", "--width", "0.25", "--seed", "0", "--threads", "1",

@@ -49,17 +49,20 @@ def test_progress_bar_draws_on_terminals_only():
     assert "1.0 MiB/3.0 MiB" in sized.line()
 
 
-def test_run_prints_start_line_and_one_line_per_epoch_and_grows_epochs_csv(tmp_path, digits_file):
+@pytest.mark.parametrize("interval, rows", [(0, [1, 2, 3]), (30, [None, None, 3])])
+def test_run_prints_start_line_and_one_line_per_epoch_and_grows_epochs_csv(tmp_path, digits_file, interval, rows):
+    """epochs.csv is rewritten with each checkpoint: after every epoch with checkpoint_interval_s 0; in a run
+    shorter than the interval, only after its last epoch."""
     mask = tmp_path / "m.safetensors"
     make_mask("digits", "resnet20", "random", 10, 0, str(mask), width=0.25)
-    spec = _spec(tmp_path, digits_file, mask)
+    spec = _spec(tmp_path, digits_file, mask, checkpoint_interval_s=interval)
     lines, rows_seen = [], []
 
     def log(msg):
         lines.append(msg)
         if msg.startswith("epoch "):  # what a watcher of the running job sees at that moment
-            with open(tmp_path / "run" / "epochs.csv") as f:
-                rows_seen.append(len(list(csv.DictReader(f))))
+            path = tmp_path / "run" / "epochs.csv"
+            rows_seen.append(len(list(csv.DictReader(io.StringIO(path.read_text())))) if path.exists() else None)
 
     train_run(spec, log=log)
     start = lines[0]
@@ -68,7 +71,7 @@ def test_run_prints_start_line_and_one_line_per_epoch_and_grows_epochs_csv(tmp_p
     epoch_lines = [ln for ln in lines if ln.startswith("epoch ")]
     assert [ln.split()[1] for ln in epoch_lines] == ["1/3", "2/3", "3/3"]
     assert all("test_acc=" in ln and "\r" not in ln for ln in epoch_lines)
-    assert rows_seen == [1, 2, 3]
+    assert rows_seen == rows
 
 
 def test_tensorboard_logs_every_epoch(tmp_path, digits_file):

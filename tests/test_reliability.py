@@ -268,7 +268,8 @@ def test_tables_and_figure_show_diverged_runs(ok_and_diverged, tmp_path):
 
 # ------------------------------------------------------------------------------ resume after SIGKILL
 def _train_cmd(data, mask, out, ckpt, epochs=3):
-    cfg = json.dumps({"epochs": epochs, "batch_size": 8, "lr": 0.05})
+    # checkpoint_interval_s 0: a checkpoint after every epoch, so the kill below lands after epoch 1's
+    cfg = json.dumps({"epochs": epochs, "batch_size": 8, "lr": 0.05, "checkpoint_interval_s": 0})
     return [str(BIN / "paibench"), "train", "--data", str(data), "--mask", str(mask), "--out-dir", str(out),
             "--checkpoint", str(ckpt), "--run-key", "resume/digits/vgg16_w0.25/random/c10/s0", "--dataset", "digits",
             "--arch", "vgg16", "--width", "0.25", "--seed", "0", "--threads", "1", "--train-config", cfg]
@@ -315,6 +316,84 @@ def test_sigkill_mid_epoch_then_rerun_resumes_with_identical_metrics(tmp_path, d
     assert (out / "model.safetensors").read_bytes() == (ref / "model.safetensors").read_bytes()
 
 
+def _record_writes(monkeypatch) -> tuple[list[int], list[int]]:
+    """The epochs of each checkpoint written, and the rows of each epochs.csv written, in order."""
+    import paibench.training.run as run_module
+
+    checkpoints: list[int] = []
+    csv_rows: list[int] = []
+    save, write_csv = run_module._save_checkpoint, run_module.write_epochs_csv
+
+    def recording_save(path, state):
+        checkpoints.append(state["epoch"])
+        save(path, state)
+
+    def recording_write(path, history):
+        csv_rows.append(len(history))
+        write_csv(path, history)
+
+    monkeypatch.setattr(run_module, "_save_checkpoint", recording_save)
+    monkeypatch.setattr(run_module, "write_epochs_csv", recording_write)
+    return checkpoints, csv_rows
+
+
+def _ticking_clock(monkeypatch, step: float) -> None:
+    """Each reading of the checkpoint clock is `step` seconds after the previous one."""
+    import itertools
+
+    import paibench.training.run as run_module
+
+    ticks = itertools.count()
+    monkeypatch.setattr(run_module, "_clock", lambda: step * next(ticks))
+
+
+def test_checkpoint_interval_spaces_checkpoints_and_always_saves_the_last_epoch(tmp_path, digits_file, monkeypatch):
+    """Clock readings 10 s apart, interval 15 s: checkpoints after epochs 2 (20 s after the start) and 4 (the last;
+    only 10 s after the previous write). epochs.csv is rewritten with each; the numbers are those of a run
+    checkpointed after every epoch."""
+    mask = _mask(tmp_path)
+    every = train_run(_spec(digits_file, mask, tmp_path / "every", epochs=4, checkpoint_interval_s=0),
+                      log=lambda m: None)
+    checkpoints, csv_rows = _record_writes(monkeypatch)
+    _ticking_clock(monkeypatch, 10.0)
+    spaced = train_run(_spec(digits_file, mask, tmp_path / "spaced", epochs=4, checkpoint_interval_s=15,
+                             keep_checkpoint=True), log=lambda m: None)
+    assert checkpoints == [2, 4]
+    assert csv_rows == [2, 4, 4]  # with each checkpoint, then once more with the run's outputs
+    assert spaced["train"]["checkpoint_interval_s"] == 15 and every["train"]["checkpoint_interval_s"] == 0
+    assert _results(spaced) == {**_results(every), "train": spaced["train"]}
+    assert _epochs(tmp_path / "spaced" / "epochs.csv") == _epochs(tmp_path / "every" / "epochs.csv")
+
+
+def test_run_killed_between_spaced_checkpoints_resumes_from_the_last_one_to_the_same_numbers(tmp_path, digits_file,
+                                                                                             monkeypatch):
+    import paibench.training.run as run_module
+
+    mask = _mask(tmp_path)
+    reference = train_run(_spec(digits_file, mask, tmp_path / "ref", epochs=4, checkpoint_interval_s=15),
+                          log=lambda m: None)
+    _ticking_clock(monkeypatch, 10.0)
+    save = run_module._save_checkpoint
+
+    def killed_at_the_last(path, state):
+        if state["epoch"] == 4:
+            raise KeyboardInterrupt
+        save(path, state)
+
+    monkeypatch.setattr(run_module, "_save_checkpoint", killed_at_the_last)
+    out = tmp_path / "killed"
+    with pytest.raises(KeyboardInterrupt):
+        train_run(_spec(digits_file, mask, out, epochs=4, checkpoint_interval_s=15), log=lambda m: None)
+    assert torch.load(out / "ck.pt", weights_only=True)["epoch"] == 2
+    assert len(_epochs(out / "epochs.csv")) == 2  # the file shows the checkpointed epochs, not the lost ones
+    monkeypatch.setattr(run_module, "_save_checkpoint", save)
+    lines: list[str] = []
+    rerun = train_run(_spec(digits_file, mask, out, epochs=4, checkpoint_interval_s=15), log=lines.append)
+    assert f"resumed from {out / 'ck.pt'} at epoch 2" in lines
+    assert sum(line.startswith("epoch ") for line in lines) == 2  # epochs 3 and 4 trained again
+    assert _results(rerun) == _results(reference)
+
+
 def _kill_tree(pid: int) -> None:
     """SIGKILL a process we started and all its descendants (Snakemake and its job's shell and python)."""
     try:
@@ -336,7 +415,7 @@ def _snakemake_cmd(workdir: Path, *args: str) -> list[str]:
 
 
 def _one_run_config(epochs: int, width: float) -> dict:
-    return {"train": {"epochs": epochs, "batch_size": 8, "lr": 0.05},
+    return {"train": {"epochs": epochs, "batch_size": 8, "lr": 0.05, "checkpoint_interval_s": 0},
             "experiments": {"kill": {"datasets": ["digits"], "archs": [{"name": "vgg16", "width": width}],
                                      "methods": ["random"], "compressions": [10], "seeds": [0]}}}
 

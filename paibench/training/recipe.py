@@ -43,6 +43,11 @@ TRAIN_OPTIONS: dict[str, Option] = {
     "compile": Option(bool, False, help="torch.compile the training forward (pays off on GPUs; needs a C++ compiler on CPU)"),
     "keep_checkpoint": Option(bool, False, affects_results=False,
                               help="keep the last checkpoint after a finished run"),
+    "checkpoint_interval_s": Option(float, 30.0, minimum=0.0, affects_results=False,
+                                    help="an unfinished run's checkpoint (and epochs.csv) is rewritten after the first "
+                                         "epoch that ends at least this many seconds after the last write, and after "
+                                         "its last epoch; 0: after every epoch. A killed run retrains at most these "
+                                         "seconds plus one epoch, to the same numbers"),
     "tensorboard": Option(bool, False, affects_results=False,
                           help="also log every epoch's metrics as TensorBoard scalars in <run>/tensorboard/ "
                                "(needs the optional 'tensorboard' package: pip install 'paibench[tensorboard]')"),

@@ -26,6 +26,10 @@ def _recipe_json(cfg: dict) -> str:
     return json.dumps(result_recipe(cfg), sort_keys=True)
 
 
+# The clock of checkpoint_interval_s (a test replaces it to place checkpoints without waiting).
+_clock = time.monotonic
+
+
 def _save_checkpoint(path: Path, state: dict) -> None:
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
@@ -80,6 +84,7 @@ class RunState:
         self.start_epoch = 0
         self.ckpt_path = Path(spec.checkpoint)
         self._resume(log)
+        self.saved_at = _clock()  # checkpoint_interval_s counts from here
         # Recompiles once for the short last batch; evaluation runs the eager model (no eval-mode recompile).
         self.step_model = torch.compile(model, dynamic=False) if cfg["compile"] else model
         self.status = "ok"
@@ -163,7 +168,8 @@ class RunState:
         self.seen += len(targets)
 
     def end_epoch(self, train_seconds: float) -> None:
-        """Evaluate, append the epoch's row, write epochs.csv, and checkpoint (one host sync per epoch).
+        """Evaluate, append the epoch's row, and checkpoint when checkpoint_interval_s has passed or the run ends
+        (one host sync per epoch).
         ``train_seconds``: this run's training time of the epoch (in a pack, its share of the pack's steps)."""
         evaluation_started = time.perf_counter()
         self.enforcer.apply_to_weights()  # a no-op unless something non-finite crept in; once per epoch
@@ -178,9 +184,11 @@ class RunState:
             row["status"] = "diverged"
             self.log(f"epoch {epoch + 1}: loss is {train_loss}; stopping with status 'diverged'")
         self.history.append(row)
-        # Rewritten (atomically) every epoch, so a running job can be watched and plotted.
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        write_epochs_csv(self.out_dir / paths.EPOCHS, self.history)
+        # Short epochs (a graph's full-batch step: milliseconds) would otherwise spend as long writing files as
+        # training. The last epoch is always saved: a job killed while writing outputs then retrains nothing.
+        last = epoch + 1 == self.cfg["epochs"] or self.status != "ok"
+        if last or _clock() - self.saved_at >= self.cfg["checkpoint_interval_s"]:
+            self._save_progress()
         self.log(f"epoch {epoch + 1}/{self.cfg['epochs']} "
                  + " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()
                             if k != "epoch"))
@@ -190,11 +198,18 @@ class RunState:
                     self.tensorboard.add_scalar(key.replace("_", "/", 1) if key.startswith(("train_", "val_", "test_"))
                                                 else key, value, epoch + 1)
             self.tensorboard.flush()
+
+    def _save_progress(self) -> None:
+        """Checkpoint the run, then rewrite its epochs.csv (atomically, so a running job can be watched and
+        plotted; in this order, the file never shows an epoch that a resumed run would train again)."""
         _save_checkpoint(self.ckpt_path, {
             "run_key": self.spec.run_key, "train": _recipe_json(self.cfg), "mask": self.meta.get("content_sha256"),
-            "epoch": epoch + 1,
+            "epoch": self.epoch + 1,
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "history": self.history,
         })
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        write_epochs_csv(self.out_dir / paths.EPOCHS, self.history)
+        self.saved_at = _clock()
 
     # --------------------------------------------------------------------------------------- outputs
     def finish(self, pack_size: int = 1, pack_mode: str = "loop") -> dict:
