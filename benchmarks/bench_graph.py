@@ -1,13 +1,15 @@
-"""GCN and GIN epochs on Cora and CiteSeer with the node features multiplied dense or sparse (CSR).
+"""GCN and GIN epochs on Cora and CiteSeer on the dense path and on the sparse path (CSR features and adjacency).
 
 Each cell trains the same masked run (ERK at 10x, the planetoid validation's recipe: Adam lr 0.01, weight
 decay 5e-4, constant schedule, accuracy at the best validation epoch) through paibench's engine
 (`train_run`), once with `feature_product: dense` and once with `sparse`, on one CPU thread, and reads each
-epoch's time (its training step plus its evaluation) from epochs.csv. Both give the same product up to
-float summation order, so accuracies may differ in the last digits of a logit and, rarely, in a prediction.
-Needs the Planetoid raw files (../shared/data/planetoid). With --profile, each cell's sparse run is
+epoch's time (its training step plus its evaluation) from epochs.csv, and each run's wall time. Both give the
+same products up to float summation order, so accuracies may differ in the last digits of a logit and, rarely,
+in a prediction. The sparse run is trained a second time with a checkpoint after every epoch
+(`checkpoint_interval_s: 0`, what the engine did before that option): its wall time shows what the checkpoints
+cost. Needs the Planetoid raw files (../shared/data/planetoid). With --profile, each cell's sparse run is
 profiled once more (torch.profiler, 20 epochs): the operators that take most of a sparse epoch, which bound what
-the sparse product can give.
+the sparse path can give.
 
     python benchmarks/bench_graph.py --out results/benchmarks/graph_cpu
 """
@@ -20,6 +22,7 @@ import platform
 import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -35,16 +38,22 @@ RECIPE = {"optimizer": "adam", "lr": 0.01, "weight_decay": 5e-4, "schedule": "co
           "device": "cpu"}
 
 
-def one_run(data: Path, mask: Path, arch: str, hidden: int, seed: int, mode: str, epochs: int, work: Path) -> dict:
-    cfg = parse_train_config({**RECIPE, "epochs": epochs, "feature_product": mode})
-    tag = f"{mask.stem}-{mode}"
+def one_run(data: Path, mask: Path, arch: str, hidden: int, seed: int, mode: str, epochs: int, work: Path,
+            checkpoint_interval_s: float | None = None) -> dict:
+    """One run; epoch times from its epochs.csv, and its wall time (model building, checkpoints and output
+    files included). ``checkpoint_interval_s``: the engine's default unless given (0: after every epoch)."""
+    interval = {} if checkpoint_interval_s is None else {"checkpoint_interval_s": checkpoint_interval_s}
+    cfg = parse_train_config({**RECIPE, "epochs": epochs, "feature_product": mode, **interval})
+    tag = f"{mask.stem}-{mode}-{checkpoint_interval_s}"
     spec = RunSpec(data=str(data), mask=str(mask), out_dir=str(work / tag), checkpoint=str(work / f"{tag}.pt"),
                    run_key=f"bench/{mask.stem}", train=cfg, dataset="", arch=arch, width=1.0,
                    arch_options={"hidden": hidden}, seed=seed, threads=1)
+    started = time.perf_counter()
     metrics = train_run(spec, log=lambda *_: None)
+    wall = time.perf_counter() - started
     rows = (work / tag / "epochs.csv").read_text().splitlines()
     seconds = [float(r.split(",")[-1]) for r in rows[1:]]
-    return {"epoch_ms": 1000 * statistics.median(seconds[1:]), "total_s": sum(seconds),
+    return {"epoch_ms": 1000 * statistics.median(seconds[1:]), "total_s": sum(seconds), "wall_s": wall,
             "accuracy": 100 * metrics["accuracy"]}
 
 
@@ -86,13 +95,15 @@ def main() -> int:
             density = float((payload["x"] != 0).float().mean())
             for arch in args.archs:
                 for hidden in args.hidden:
-                    cell = {"dense": [], "sparse": []}
+                    cell = {"dense": [], "sparse": [], "sparse_every_epoch": []}
                     masks = [work / f"{dataset}-{arch}-{hidden}-s{seed}.safetensors" for seed in range(args.seeds)]
                     for seed, mask in enumerate(masks):
                         make_mask(dataset, arch, "erk", 10, seed, str(mask), arch_options={"hidden": hidden},
                                   payload=payload)
-                        for mode in cell:
+                        for mode in ("dense", "sparse"):
                             cell[mode].append(one_run(data, mask, arch, hidden, seed, mode, args.epochs, work))
+                        cell["sparse_every_epoch"].append(one_run(data, mask, arch, hidden, seed, "sparse",
+                                                                  args.epochs, work, checkpoint_interval_s=0))
                     dense, sparse = (statistics.median(r["epoch_ms"] for r in cell[m]) for m in ("dense", "sparse"))
                     rows.append({
                         "dataset": dataset, "nonzero_features_pct": round(100 * density, 2), "arch": arch,
@@ -102,16 +113,19 @@ def main() -> int:
                         "sparse_acc": [round(r["accuracy"], 1) for r in cell["sparse"]],
                         "dense_total_s": round(sum(r["total_s"] for r in cell["dense"]), 1),
                         "sparse_total_s": round(sum(r["total_s"] for r in cell["sparse"]), 1),
+                        **{f"{m}_wall_s": round(sum(r["wall_s"] for r in cell[m]), 1) for m in cell},
                     })
                     if args.profile:
                         rows[-1]["sparse_epoch_top_ops"] = profile_run(data, masks[0], arch, hidden, work)
                     print(rows[-1], flush=True)
     cpu = cpu_name()
-    lines = ["# Graph epochs on the CPU: node features multiplied dense vs sparse (CSR)", "",
+    lines = ["# Graph epochs on the CPU: dense path vs sparse path (CSR features and adjacency)", "",
              f"{cpu}, 1 torch thread, torch {torch.__version__}, Python {platform.python_version()}. "
              f"ERK 10x masks, {args.epochs} epochs, seeds 0..{args.seeds - 1}; epoch = one full-graph training step "
              f"and its evaluation (median over epochs 2..{args.epochs}, then over seeds); accuracy: test accuracy "
-             f"(%) at the best validation epoch, per seed.", "",
+             f"(%) at the best validation epoch, per seed; *_total_s: the seeds' epoch times summed; *_wall_s: the "
+             f"seeds' whole runs (model building, checkpoints and output files included), with the engine's default "
+             f"checkpoint_interval_s, and for sparse_every_epoch with a checkpoint after every epoch (0).", "",
              "Command: `python benchmarks/bench_graph.py " + " ".join(sys.argv[1:]) + "`", "",
              *markdown_table(rows)]
     publish(args.out, lines, {"rows": rows, "cpu": cpu, "torch": torch.__version__, "epochs": args.epochs,

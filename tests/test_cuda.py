@@ -381,11 +381,11 @@ def test_gpu_slots_pin_one_job_per_gpu(tmp_path):
 
 @pytest.mark.parametrize("arch", ["gcn", "gin"])
 def test_sparse_feature_product_on_cuda_matches_the_dense_one(arch, no_tf32):
-    """`feature_product: sparse` on CUDA (opt-in there; auto stays dense on GPUs): CSR products on the device
-    give the dense outputs and gradients (fp32, TF32 off)."""
+    """`feature_product: sparse` on CUDA (opt-in there; auto stays dense on GPUs): CSR features and adjacency on
+    the device give the dense outputs and gradients (fp32, TF32 off)."""
     from paibench.data import DatasetInfo
     from paibench.models import build_model
-    from paibench.models.gnn import SparseFeatures, normalized_adjacency
+    from paibench.models.gnn import SparseAdjacency, SparseFeatures, normalized_adjacency
 
     gen = torch.Generator().manual_seed(0)
     x = torch.rand(64, 300, generator=gen) * (torch.rand(64, 300, generator=gen) < 0.03)
@@ -393,9 +393,9 @@ def test_sparse_feature_product_on_cuda_matches_the_dense_one(arch, no_tf32):
     adj = normalized_adjacency(torch.cat([edges, edges.flip(0)], dim=1).cuda(), 64)
     model = build_model(arch, DatasetInfo("sbm", "graph", 4, num_features=300), 0.25, seed=0).cuda().eval()
     results = []
-    for features in (x.cuda(), SparseFeatures(x.cuda())):
+    for features, adjacency in ((x.cuda(), adj), (SparseFeatures(x.cuda()), SparseAdjacency(adj))):
         model.zero_grad()
-        out = model(features, adj)
+        out = model(features, adjacency)
         out.square().sum().backward()
         results.append((out.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}))
     record("sparse_features", arch=arch, max_out_diff=float((results[0][0] - results[1][0]).abs().max()))

@@ -148,27 +148,36 @@ def _bag_of_words_graph(nodes=12, features=40, density=0.08, seed=0):
 
 
 @pytest.mark.parametrize("arch", GRAPH_ARCHS)
-def test_sparse_features_give_the_dense_product_and_gradients(arch):
-    from paibench.models.gnn import SparseFeatures
+@pytest.mark.parametrize("directed", [False, True])
+def test_sparse_path_gives_the_dense_product_and_gradients(arch, directed):
+    """CSR features (with the COO adjacency, or with the CSR adjacency of the sparse path) give the dense
+    features' outputs and gradients; on a directed graph the adjacency is asymmetric, so the stored transpose
+    is what the gradient needs."""
+    from paibench.models.gnn import SparseAdjacency, SparseFeatures
 
     x, adj = _bag_of_words_graph()
+    if directed:
+        gen = torch.Generator().manual_seed(1)
+        adj = normalized_adjacency(torch.randint(0, x.shape[0], (2, 30), generator=gen), x.shape[0])
+        assert not torch.equal(adj.to_dense(), adj.to_dense().t())
     model = build_model(arch, DatasetInfo("sbm", "graph", 4, num_features=x.shape[1]), 0.25, seed=0).eval()
     outputs, grads = [], []
-    for features in (x, SparseFeatures(x)):
+    for features, adjacency in ((x, adj), (SparseFeatures(x), adj), (SparseFeatures(x), SparseAdjacency(adj))):
         model.zero_grad()
-        out = model(features, adj)
+        out = model(features, adjacency)
         (out * torch.arange(out.numel()).view_as(out)).sum().backward()
         outputs.append(out.detach())
         grads.append({n: p.grad.clone() for n, p in model.named_parameters()})
-    assert torch.allclose(outputs[0], outputs[1], atol=1e-5)
-    for name in grads[0]:
-        assert torch.allclose(grads[0][name], grads[1][name], atol=1e-4), name
+    for variant in (1, 2):
+        assert torch.allclose(outputs[0], outputs[variant], atol=1e-5)
+        for name in grads[0]:
+            assert torch.allclose(grads[0][name], grads[variant][name], atol=1e-4), (variant, name)
     first = next(p for p in model.parameters() if p.dim() == 2)
-    assert grads[1][next(n for n, p in model.named_parameters() if p is first)].abs().sum() > 0
+    assert grads[2][next(n for n, p in model.named_parameters() if p is first)].abs().sum() > 0
 
 
 def test_feature_product_auto_is_sparse_only_for_sparse_features_on_the_cpu():
-    from paibench.models.gnn import SparseFeatures
+    from paibench.models.gnn import SparseAdjacency, SparseFeatures
     from paibench.tasks.node import SPARSE_FEATURES_MAX_DENSITY, GraphData
 
     x, _ = _bag_of_words_graph(density=0.05)
@@ -178,7 +187,9 @@ def test_feature_product_auto_is_sparse_only_for_sparse_features_on_the_cpu():
                **{f"{k}_mask": torch.ones(12, dtype=torch.bool) for k in ("train", "val", "test")}}
     cpu = torch.device("cpu")
     assert (x != 0).float().mean() <= SPARSE_FEATURES_MAX_DENSITY
-    assert isinstance(GraphData(dict(payload, x=x), cpu, "auto").x, SparseFeatures)
-    assert isinstance(GraphData(dict(payload, x=dense_x), cpu, "auto").x, torch.Tensor)
-    assert isinstance(GraphData(dict(payload, x=x), cpu, "dense").x, torch.Tensor)
-    assert isinstance(GraphData(dict(payload, x=dense_x), cpu, "sparse").x, SparseFeatures)
+    for x_, mode, sparse_path in ((x, "auto", True), (dense_x, "auto", False), (x, "dense", False),
+                                  (dense_x, "sparse", True)):
+        data = GraphData(dict(payload, x=x_), cpu, mode)
+        assert isinstance(data.x, SparseFeatures) == sparse_path, mode
+        assert isinstance(data.adj, SparseAdjacency) == sparse_path, mode
+        assert sparse_path or data.adj.is_sparse

@@ -11,8 +11,10 @@ with eps = 0 (GIN-0) that is ``(A + I) h``, whose sparsity pattern is exactly th
 takes the same tensor and replaces its values by ones (:func:`sum_adjacency`). One input format serves
 both models, the training loop and the effective-compression check (one self-looped node).
 
-Bag-of-words features (Cora, CiteSeer: ~1 % nonzero) may come as :class:`SparseFeatures`; the first layer then
-multiplies them as a sparse matrix (:func:`feature_product`), the same product up to float summation order.
+Bag-of-words features (Cora, CiteSeer: ~1 % nonzero) may come as :class:`SparseFeatures`, and then the adjacency
+as :class:`SparseAdjacency` (the sparse path, ``train.feature_product``): the first layer multiplies the features
+as a CSR matrix (:func:`feature_product`) and every layer the adjacency (:func:`adjacency_product`), each matrix
+and its transpose built once. The same products up to float summation order.
 """
 
 from __future__ import annotations
@@ -44,37 +46,68 @@ def sum_adjacency(adj: torch.Tensor) -> torch.Tensor:
     return torch.sparse_coo_tensor(adj.indices(), torch.ones_like(adj.values()), adj.shape).coalesce()
 
 
-class SparseFeatures:
-    """Node features held as CSR matrices: X for the forward product and X^T for the weight's gradient (both
-    built once per dataset, so a step pays no transposition); ``shape`` as the dense tensor's."""
-
-    def __init__(self, x: torch.Tensor):
-        self.shape = x.shape
-        self.density = float((x != 0).float().mean()) if x.numel() else 0.0
-        with warnings.catch_warnings():  # "Sparse CSR tensor support is in beta": the products used here are tested
-            warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
-            self.csr = x.to_sparse_csr()
-            self.csr_t = x.t().contiguous().to_sparse_csr()
+def _to_csr(m: torch.Tensor) -> torch.Tensor:
+    with warnings.catch_warnings():  # "Sparse CSR tensor support is in beta": the products used here are tested
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        return m.to_sparse_csr()
 
 
-class _SparseFeatureProduct(torch.autograd.Function):
-    """X W^T for CSR features X: forward CSR @ dense, the weight's gradient (X^T G)^T from the stored X^T."""
+class _CSRMatmul(torch.autograd.Function):
+    """M @ h for a constant CSR matrix M: the gradient of h is M^T g, from a stored CSR M^T (no transposition
+    per step)."""
 
     @staticmethod
-    def forward(ctx, weight, x_csr, x_t_csr):
-        ctx.save_for_backward(x_t_csr)
-        return x_csr @ weight.t().contiguous()
+    def forward(ctx, h, m_csr, m_t_csr):
+        ctx.save_for_backward(m_t_csr)
+        return m_csr @ h.contiguous()
 
     @staticmethod
     def backward(ctx, grad_out):
-        (x_t_csr,) = ctx.saved_tensors
-        return (x_t_csr @ grad_out.contiguous()).t(), None, None
+        (m_t_csr,) = ctx.saved_tensors
+        return m_t_csr @ grad_out.contiguous(), None, None
+
+
+class CSRMatrix:
+    """A constant matrix held as CSR twice, M and M^T, both built once per dataset; ``shape`` as the dense one's."""
+
+    def __init__(self, m: torch.Tensor):
+        self.shape = m.shape
+        dense_or_coo = m.coalesce() if m.is_sparse else m
+        self.csr = _to_csr(dense_or_coo)
+        self.csr_t = _to_csr(dense_or_coo.t().coalesce() if m.is_sparse else dense_or_coo.t().contiguous())
+
+    def matmul(self, h: torch.Tensor) -> torch.Tensor:
+        return _CSRMatmul.apply(h, self.csr, self.csr_t)
+
+
+class SparseFeatures(CSRMatrix):
+    """Node features X as CSR (X for the forward product, X^T for the weight's gradient)."""
+
+    def __init__(self, x: torch.Tensor):
+        super().__init__(x)
+        self.density = float((x != 0).float().mean()) if x.numel() else 0.0
+
+
+class SparseAdjacency:
+    """The sparse path's adjacency (``feature_product: sparse``): the normalised adjacency (GCN) and its sum
+    form A + I (GIN) as CSRMatrix, built once per dataset instead of COO products (and, for GIN, a sum
+    adjacency per forward). The same products up to float summation order."""
+
+    def __init__(self, adj: torch.Tensor):
+        self.shape = adj.shape
+        self.normalized = CSRMatrix(adj)
+        self.sum = CSRMatrix(sum_adjacency(adj))
+
+
+def adjacency_product(adj, h: torch.Tensor) -> torch.Tensor:
+    """``adj @ h`` for a sparse COO tensor or a CSRMatrix."""
+    return adj.matmul(h) if isinstance(adj, CSRMatrix) else torch.sparse.mm(adj, h)
 
 
 def feature_product(x, lin: nn.Linear) -> torch.Tensor:
     """``lin(x)`` without its bias, for dense features (``lin`` itself when it has none) or SparseFeatures."""
     if isinstance(x, SparseFeatures):
-        return _SparseFeatureProduct.apply(lin.weight, x.csr, x.csr_t)
+        return x.matmul(lin.weight.t())
     return lin(x) if lin.bias is None else F.linear(x, lin.weight)
 
 
@@ -85,7 +118,7 @@ class GCNLayer(nn.Module):
         self.bias = nn.Parameter(torch.zeros(cout))
 
     def forward(self, x, adj):
-        return torch.sparse.mm(adj, feature_product(x, self.lin)) + self.bias
+        return adjacency_product(adj, feature_product(x, self.lin)) + self.bias
 
 
 class GCN(nn.Module):
@@ -98,6 +131,7 @@ class GCN(nn.Module):
         kaiming_init(self)
 
     def forward(self, x, adj):
+        adj = adj.normalized if isinstance(adj, SparseAdjacency) else adj
         for i, conv in enumerate(self.convs):
             x = conv(x, adj)
             if i < len(self.norms):
@@ -120,9 +154,9 @@ class GINLayer(nn.Module):
 
     def forward(self, x, sum_adj):
         if isinstance(x, SparseFeatures):  # lin1((A + I) X) = (A + I)(X W1^T) + b1: X stays sparse
-            h = torch.sparse.mm(sum_adj, feature_product(x, self.lin1)) + self.lin1.bias
+            h = adjacency_product(sum_adj, feature_product(x, self.lin1)) + self.lin1.bias
         else:
-            h = self.lin1(torch.sparse.mm(sum_adj, x))
+            h = self.lin1(adjacency_product(sum_adj, x))
         return self.lin2(F.relu(self.bn(h)))
 
 
@@ -136,7 +170,7 @@ class GIN(nn.Module):
         kaiming_init(self)
 
     def forward(self, x, adj):
-        sum_adj = sum_adjacency(adj)
+        sum_adj = adj.sum if isinstance(adj, SparseAdjacency) else sum_adjacency(adj)
         for i, conv in enumerate(self.convs):
             x = conv(x, sum_adj)
             if i < len(self.norms):

@@ -16,8 +16,8 @@ def prepare_graph(payload: dict, device):
     return x, normalized_adjacency(payload["edge_index"].to(device), x.shape[0])
 
 
-# feature_product: auto multiplies features sparse on the CPU at or below this share of nonzeros (Cora 1.3 %,
-# CiteSeer 0.9 %; OGBN-ArXiv's and SBM's are dense). See benchmarks/bench_graph.py for the times.
+# feature_product: auto takes the sparse path (features and adjacency as CSR) on the CPU at or below this share of
+# nonzero features (Cora 1.3 %, CiteSeer 0.9 %; OGBN-ArXiv's and SBM's are dense). See benchmarks/bench_graph.py.
 SPARSE_FEATURES_MAX_DENSITY = 0.1
 
 
@@ -29,12 +29,13 @@ def use_sparse_features(x, device, mode: str) -> bool:
 
 class GraphData:
     def __init__(self, payload: dict, device, feature_product: str = "auto"):
-        from paibench.models.gnn import SparseFeatures
+        from paibench.models.gnn import SparseAdjacency, SparseFeatures
 
         self.device = device
         self.x, self.adj = prepare_graph(payload, device)
         if use_sparse_features(self.x, device, feature_product):
-            self.x = SparseFeatures(self.x)
+            # the sparse path: features and adjacency as CSR, built once (models.gnn)
+            self.x, self.adj = SparseFeatures(self.x), SparseAdjacency(self.adj)
         self.y = payload["y"].to(device)
         # Each split's node indices and labels, once: indexing by them selects the same rows in the same order
         # as the boolean masks (bitwise the same losses and gradients) without a nonzero() per use.

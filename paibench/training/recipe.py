@@ -37,9 +37,10 @@ TRAIN_OPTIONS: dict[str, Option] = {
     "amp": Option(str, "auto", choices=("auto", "bf16", "off"), help="bf16 autocast on GPUs that support it"),
     "channels_last": Option(bool, True, help="channels-last memory format for image models on GPU"),
     "feature_product": Option(str, "auto", choices=("auto", "sparse", "dense"), omit_default=True,
-                              help="graph data: the first layer's product with the node features as a sparse (CSR) "
-                                   "or dense matrix; auto: sparse on the CPU when <= 10 % of the features are "
-                                   "nonzero (Cora, CiteSeer), else dense. Same product up to float summation order"),
+                              help="graph data: sparse: the node features (first layer) and the adjacency (every "
+                                   "layer) multiplied as CSR matrices; dense: dense features and a COO adjacency; "
+                                   "auto: sparse on the CPU when <= 10 % of the features are nonzero (Cora, "
+                                   "CiteSeer), else dense. Same products up to float summation order"),
     "compile": Option(bool, False, help="torch.compile the training forward (pays off on GPUs; needs a C++ compiler on CPU)"),
     "keep_checkpoint": Option(bool, False, affects_results=False,
                               help="keep the last checkpoint after a finished run"),
