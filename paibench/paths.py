@@ -26,7 +26,8 @@ RUN_DIR = f"{RUNS_ROOT}/{RUN_KEY}"
 METRICS, EPOCHS, MODEL, EVAL = "metrics.json", "epochs.csv", "model.safetensors", "eval.json"
 RESULT_FILES = (METRICS, EVAL)  # what tables and figures read of a run: with both, it needs no training job
 CHECKPOINTS_ROOT = "results/checkpoints"
-CHECKPOINT = f"{CHECKPOINTS_ROOT}/{RUN_KEY}.pt"  # per-epoch checkpoint of a workflow run while it trains
+# checkpoint of a workflow run while it trains (rewritten every train.checkpoint_interval_s)
+CHECKPOINT = f"{CHECKPOINTS_ROOT}/{RUN_KEY}.pt"
 DIRECT_CHECKPOINT = "checkpoint.pt"  # in --out-dir, for a direct `paibench train` without --checkpoint
 
 TABLES_DIR = "results/tables"

@@ -1,4 +1,5 @@
-"""Masked training with per-epoch checkpoints, device-resident data and batched on-device augmentation.
+"""Masked training with checkpoints (by time and after the last epoch), device-resident data and batched
+on-device augmentation.
 
 Modules: ``recipe`` (options, schedule, device, optimizer; no torch at import), ``masking`` (the one mask
 enforcer and mask check), ``run`` (one run's state, checkpoint and resume, its epoch steps and outputs),
