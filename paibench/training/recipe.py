@@ -41,7 +41,8 @@ TRAIN_OPTIONS: dict[str, Option] = {
                                    "layer) multiplied as CSR matrices; dense: dense features and a COO adjacency; "
                                    "auto: sparse on the CPU when <= 10 % of the features are nonzero (Cora, "
                                    "CiteSeer), else dense. Same products up to float summation order"),
-    "compile": Option(bool, False, help="torch.compile the training forward (pays off on GPUs; needs a C++ compiler on CPU)"),
+    "compile": Option(bool, False, help="torch.compile the training forward (meant for GPUs; on the CPU it needs a C++ "
+                                        "compiler and does not pay off for small runs: results/benchmarks/compile_cpu.md)"),
     "keep_checkpoint": Option(bool, False, affects_results=False,
                               help="keep the last checkpoint after a finished run"),
     "checkpoint_interval_s": Option(float, 30.0, minimum=0.0, affects_results=False,
