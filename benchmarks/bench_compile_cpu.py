@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -26,15 +24,11 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import torch  # noqa: E402
-import yaml  # noqa: E402
 
-from _report import cpu_name, markdown_table, publish  # noqa: E402
-from paibench.data import DATASETS, save_prepared  # noqa: E402
+from _digits import digits_recipe, prepare_digits  # noqa: E402
+from _report import cpu_environment, publish_report  # noqa: E402
 from paibench.pruning import make_mask  # noqa: E402
 from paibench.training import RunSpec, parse_train_config, train_run  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[1]
-
 
 def one_run(data: Path, mask: Path, arch: str, width: float, recipe: dict, compile_: bool, work: Path) -> dict:
     cfg = parse_train_config({**recipe, "compile": compile_})
@@ -57,20 +51,14 @@ def main() -> int:
     ap.add_argument("--out", help="write OUT.json and OUT.md")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    recipe = {**config["train"], **config["experiments"]["digits"].get("train", {}), "device": "cpu"}
-    if args.epochs:
-        recipe["epochs"] = args.epochs
+    recipe = digits_recipe(args.epochs)
     if recipe["epochs"] < 3:
         print(f"--epochs: {recipe['epochs']} is too few; expected >= 3 (the steady state is epochs 3 on)")
         return 2
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        spec = DATASETS.get("digits")
-        payload = spec.prepare(spec.parse_options({}), work / "raw")
-        data = work / "digits.pt"
-        save_prepared(payload, data)
+        data, payload = prepare_digits(work)
         images = len(payload["y_train"])
         for item in args.archs:
             arch, width = item.split(":")[0], float(item.split(":")[1])
@@ -95,14 +83,10 @@ def main() -> int:
                 "eager_acc": round(eager["acc"], 2), "compile_acc": round(compiled["acc"], 2),
             })
             print(rows[-1], flush=True)
-    cpu = cpu_name()
-    lines = ["# torch.compile on the CPU: one digits run, eager vs compiled", "",
-             f"{cpu}, 1 torch thread, torch {torch.__version__}, Python {platform.python_version()}. One ERK 10x run "
-             f"per architecture with the default config's digits recipe, {recipe['epochs']} epochs, one measurement "
-             f"per cell; images/s from the median epoch after the second; accuracy: final test accuracy %.", "",
-             "Command: `python benchmarks/bench_compile_cpu.py " + " ".join(sys.argv[1:]) + "`", "",
-             *markdown_table(rows)]
-    publish(args.out, lines, {"rows": rows, "cpu": cpu, "torch": torch.__version__})
+    publish_report(args.out, "torch.compile on the CPU: one digits run, eager vs compiled",
+                   f"{cpu_environment()} One ERK 10x run per architecture with the default config's digits recipe, "
+                   f"{recipe['epochs']} epochs, one measurement per cell; images/s from the median epoch after the "
+                   f"second; accuracy: final test accuracy %.", rows)
     return 0
 
 

@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -29,7 +27,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import torch  # noqa: E402
 
-from _report import cpu_name, markdown_table, publish  # noqa: E402
+from _report import cpu_environment, publish_report  # noqa: E402
 from paibench.data import DATASETS, save_prepared  # noqa: E402
 from paibench.pruning import make_mask  # noqa: E402
 from paibench.training import RunSpec, parse_train_config, train_run  # noqa: E402
@@ -118,18 +116,13 @@ def main() -> int:
                     if args.profile:
                         rows[-1]["sparse_epoch_top_ops"] = profile_run(data, masks[0], arch, hidden, work)
                     print(rows[-1], flush=True)
-    cpu = cpu_name()
-    lines = ["# Graph epochs on the CPU: dense path vs sparse path (CSR features and adjacency)", "",
-             f"{cpu}, 1 torch thread, torch {torch.__version__}, Python {platform.python_version()}. "
-             f"ERK 10x masks, {args.epochs} epochs, seeds 0..{args.seeds - 1}; epoch = one full-graph training step "
-             f"and its evaluation (median over epochs 2..{args.epochs}, then over seeds); accuracy: test accuracy "
-             f"(%) at the best validation epoch, per seed; *_total_s: the seeds' epoch times summed; *_wall_s: the "
-             f"seeds' whole runs (model building, checkpoints and output files included), with the engine's default "
-             f"checkpoint_interval_s, and for sparse_every_epoch with a checkpoint after every epoch (0).", "",
-             "Command: `python benchmarks/bench_graph.py " + " ".join(sys.argv[1:]) + "`", "",
-             *markdown_table(rows)]
-    publish(args.out, lines, {"rows": rows, "cpu": cpu, "torch": torch.__version__, "epochs": args.epochs,
-                                   "seeds": args.seeds})
+    publish_report(args.out, "Graph epochs on the CPU: dense path vs sparse path (CSR features and adjacency)",
+                   f"{cpu_environment()} ERK 10x masks, {args.epochs} epochs, seeds 0..{args.seeds - 1}; epoch = one "
+                   f"full-graph training step and its evaluation (median over epochs 2..{args.epochs}, then over "
+                   f"seeds); accuracy: test accuracy (%) at the best validation epoch, per seed; *_total_s: the seeds' "
+                   f"epoch times summed; *_wall_s: the seeds' whole runs (model building, checkpoints and output files "
+                   f"included), with the engine's default checkpoint_interval_s, and for sparse_every_epoch with a "
+                   f"checkpoint after every epoch (0).", rows, epochs=args.epochs, seeds=args.seeds)
     return 0
 
 

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -23,15 +21,11 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import torch  # noqa: E402
-import yaml  # noqa: E402
 
-from _report import cpu_name, markdown_table, publish  # noqa: E402
-from paibench.data import DATASETS, save_prepared  # noqa: E402
+from _digits import digits_experiment, digits_recipe, prepare_digits  # noqa: E402
+from _report import cpu_environment, publish_report  # noqa: E402
 from paibench.pruning import make_mask  # noqa: E402
 from paibench.training import RunSpec, parse_train_config, train_pack  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[1]
-
 
 def pack_once(data: Path, masks: list[tuple[Path, int]], arch: str, width: float, cfg: dict, mode: str,
               work: Path) -> dict:
@@ -52,19 +46,12 @@ def main() -> int:
     ap.add_argument("--out", help="write OUT.json and OUT.md")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    exp = config["experiments"]["digits"]
-    recipe = {**config["train"], **exp.get("train", {}), "device": "cpu"}
-    if args.epochs:
-        recipe["epochs"] = args.epochs
-    cfg = parse_train_config(recipe)
+    exp = digits_experiment()
+    cfg = parse_train_config(digits_recipe(args.epochs))
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        spec = DATASETS.get("digits")
-        payload = spec.prepare(spec.parse_options({}), work / "raw")
-        data = work / "digits.pt"
-        save_prepared(payload, data)
+        data, payload = prepare_digits(work)
         examples = len(payload["y_train"]) * cfg["epochs"]
         for item in args.archs:
             arch, width = item.split(":")[0], float(item.split(":")[1])
@@ -87,14 +74,10 @@ def main() -> int:
                 "max_abs_acc_diff": round(max(abs(a - b) for a, b in zip(loop["acc"], vmap["acc"])), 2),
             })
             print(rows[-1], flush=True)
-    cpu = cpu_name()
-    lines = ["# A pack of small runs on one CPU thread: mode loop vs mode vmap", "",
-             f"{cpu}, 1 torch thread, torch {torch.__version__}, Python {platform.python_version()}. Runs: the default "
-             f"config's digits experiment (ERK at {exp['compressions']} x seeds {exp['seeds']}), its recipe, "
-             f"{cfg['epochs']} epochs; one measurement per cell. Accuracies: final test accuracy %.", "",
-             "Command: `python benchmarks/bench_pack_cpu.py " + " ".join(sys.argv[1:]) + "`", "",
-             *markdown_table(rows)]
-    publish(args.out, lines, {"rows": rows, "cpu": cpu, "torch": torch.__version__})
+    publish_report(args.out, "A pack of small runs on one CPU thread: mode loop vs mode vmap",
+                   f"{cpu_environment()} Runs: the default config's digits experiment (ERK at {exp['compressions']} "
+                   f"x seeds {exp['seeds']}), its recipe, {cfg['epochs']} epochs; one measurement per cell. "
+                   f"Accuracies: final test accuracy %.", rows)
     return 0
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -26,8 +25,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from _report import cpu_name, markdown_table, publish  # noqa: E402
-from paibench.data import DATASETS, save_prepared  # noqa: E402
+from _digits import prepare_digits  # noqa: E402
+from _report import cpu_environment, publish_report  # noqa: E402
 from paibench.pruning import make_mask  # noqa: E402
 from paibench.training import RunSpec, parse_train_config  # noqa: E402
 
@@ -100,8 +99,7 @@ def main() -> int:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        spec = DATASETS.get("digits")
-        save_prepared(spec.prepare(spec.parse_options({}), work), work / "digits.pt")
+        prepare_digits(work)  # work/digits.pt, which steps_of reads
         for arch, width in (("vgg16", 0.25), ("resnet20", 0.5)):
             make_mask("digits", arch, "erk", 30, 0, str(work / f"{arch}.safetensors"), width=width)
             steps_of(arch, width, True, 10, work)  # warm-up: first optimizer, allocator
@@ -117,22 +115,19 @@ def main() -> int:
     for r in rows:
         r.pop("_weights")
     boot = startup()
-    cpu = cpu_name()
-    lines = ["# One CPU training step (digits, batch 64, SGD momentum 0.9 Nesterov, wd 5e-4, erk mask at 30x)", "",
-             f"{cpu}, 1 torch thread, torch {torch.__version__}, Python {platform.python_version()}.", "",
-             "Command: `python benchmarks/bench_step.py " + " ".join(sys.argv[1:]) + "`", "",
-             *markdown_table(rows)]
+    notes = []
     for arch in dict.fromkeys(r["arch"] for r in rows):
         loop, multi = (next(r for r in rows if r["arch"] == arch and r["foreach"] is f) for f in (False, True))
         framework = sum(loop[f"{k}_ms"] for k in ("batch", "mask", "optimizer"))
         step = sum(loop[f"{k}_ms"] for k in ("batch", "forward+loss", "backward", "mask", "optimizer"))
-        lines += ["", f"{arch}: forward and backward are {100 * (1 - framework / step):.0f} % of a step "
-                  f"({step:.1f} ms); batch, mask and optimizer {framework:.1f} ms. foreach=True: "
-                  f"{multi['images_per_s'] / loop['images_per_s']:.2f}x the images/s of the default."]
-    lines += ["", f"A new process before its first step: {boot['import_torch_paibench_s']} s to import torch and "
-              f"paibench, then {boot['first_optimizer_s']} s for the first torch.optim optimizer (it imports "
-              f"torch._dynamo); packs and batches pay this once per process."]
-    publish(args.out, lines, {"rows": rows, "startup": boot})
+        notes.append(f"{arch}: forward and backward are {100 * (1 - framework / step):.0f} % of a step "
+                     f"({step:.1f} ms); batch, mask and optimizer {framework:.1f} ms. foreach=True: "
+                     f"{multi['images_per_s'] / loop['images_per_s']:.2f}x the images/s of the default.")
+    notes.append(f"A new process before its first step: {boot['import_torch_paibench_s']} s to import torch and "
+                 f"paibench, then {boot['first_optimizer_s']} s for the first torch.optim optimizer (it imports "
+                 f"torch._dynamo); packs and batches pay this once per process.")
+    publish_report(args.out, "One CPU training step (digits, batch 64, SGD momentum 0.9 Nesterov, wd 5e-4, erk mask "
+                   "at 30x)", cpu_environment(), rows, notes, startup=boot)
     return 0
 
 
