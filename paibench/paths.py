@@ -41,6 +41,10 @@ FIGURE = FIGURES_DIR + "/{experiment}/{name}.{ext}"  # the figures of one experi
 
 LOGS = "logs"
 BATCH_PLAN = ".snakemake/paibench/batches.json"  # which mask batches and packs the main process made rules for
+# One mask batch's jobs, a `paibench mask` argument line per mask, written with the plan. A file, not the shell
+# command: Snakemake stores a job's command in the metadata of each of its outputs (2 per mask), so a batch of
+# N masks on the command line would store N^2 argument lines.
+MASK_BATCH_JOBS = ".snakemake/paibench/mask_batch/{id}.txt"
 
 
 def run_key(experiment: str, dataset: str, arch: str, method: str, compression: str, seed: int) -> str:

@@ -41,9 +41,33 @@ def summary_columns(root):
     return pd.read_csv(root / "results/tables/summary.csv").columns
 
 
+def _mask_batches_ran_from_job_files(workdir):
+    """Every planned mask is one line (`--out MASK`) of one batch's jobs file, and Snakemake's metadata of each mask
+    records a short command naming that file: a batch's N jobs on its command line would be stored with each of
+    its 2N output files."""
+    import base64
+    import shlex
+
+    from paibench import paths
+
+    planned = [m for batch in json.loads((workdir / paths.BATCH_PLAN).read_text())["masks"] for m in batch]
+    assert planned
+    outs = []
+    for jobs_file in (workdir / paths.MASK_BATCH_JOBS).parent.glob("*.txt"):
+        for line in jobs_file.read_text().splitlines():
+            args = shlex.split(line)
+            outs.append(args[args.index("--out") + 1])
+    assert sorted(outs) == sorted(planned)
+    for mask in planned:
+        record = json.loads((workdir / ".snakemake" / "metadata" / base64.b64encode(mask.encode()).decode()).read_text())
+        assert "mask-batch --jobs-file .snakemake/paibench/mask_batch/" in record["shellcmd"], record["shellcmd"]
+        assert len(record["shellcmd"]) < 300 and "--job " not in record["shellcmd"]
+
+
 def test_real_run_produces_tables_and_figure_then_extension_reruns_only_new_jobs(tmp_path):
     config = tiny_config()
     run_snakemake(tmp_path, config)
+    _mask_batches_ran_from_job_files(tmp_path)
     runs = pd.read_csv(tmp_path / "results/tables/runs.csv")
     assert len(runs) == 5 and set(runs["method"]) == {"dense", "random", "erk"}
     assert runs["accuracy_pct"].notna().all() and (runs["status"] == "ok").all()

@@ -144,22 +144,30 @@ _PLAN = Path(paths.BATCH_PLAN)
 # now would differ from the batch that made it, and Snakemake would remake the mask and retrain its runs).
 # resources.mask_batch == 1: one `rule mask` job per mask, as before batches existed. Choose before a first run.
 MASK_BATCHED = RES["mask_batch"] > 1
+def batch_id(keys):
+    return hashlib.sha256(" ".join(keys).encode()).hexdigest()[:12]
+
+
+def mask_batch_jobs(batch) -> str:
+    """The file holding a mask batch's jobs (paths.MASK_BATCH_JOBS), written with the plan."""
+    return paths.MASK_BATCH_JOBS.format(id=batch_id(r.mask for r in batch))
+
+
 if workflow.is_main_process or not _PLAN.exists():
+    from paibench.utils import atomic_path, write_json
+
     MASK_BATCHES = GRID.mask_batches(masks_todo(), RES["mask_batch"], _local_cores()) if MASK_BATCHED else []
     PACKS = GRID.packs(run_done)
+    for _batch in MASK_BATCHES:
+        with atomic_path(mask_batch_jobs(_batch)) as _tmp:
+            _tmp.write_text("".join(quoted(GRID.mask_args(r)) + "\n" for r in _batch))
     if workflow.is_main_process:  # also in a dry run: the plan is what it shows
-        from paibench.utils import write_json
-
         write_json(_PLAN, {"masks": [[r.mask for r in b] for b in MASK_BATCHES],
                            "packs": [[r.key for r in p] for p in PACKS]})
 else:
     _plan = json.loads(_PLAN.read_text())
     MASK_BATCHES = [[RUN_BY_MASK[m] for m in b] for b in _plan["masks"]]
     PACKS = [[RUN_BY_KEY[k] for k in p] for p in _plan["packs"]]
-
-
-def batch_id(keys):
-    return hashlib.sha256(" ".join(keys).encode()).hexdigest()[:12]
 
 
 def train_args(wildcards):

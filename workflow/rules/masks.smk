@@ -35,7 +35,7 @@ for _batch in MASK_BATCHES:
         log:
             f"{paths.LOGS}/mask_batch/{_id}.log",
         params:
-            jobs=quoted(x for r in _batch for x in ("--job", quoted(GRID.mask_args(r)))),
+            jobs_file=mask_batch_jobs(_batch),
         threads: RES["mask_threads"]
         resources:
             mem_mb=RES["mask_mem_mb"],
@@ -43,4 +43,4 @@ for _batch in MASK_BATCHES:
         conda:
             "../envs/paibench.yaml"
         shell:
-            "OMP_NUM_THREADS={threads} paibench mask-batch {params.jobs} > {log} 2>&1"
+            "OMP_NUM_THREADS={threads} paibench mask-batch --jobs-file {params.jobs_file} > {log} 2>&1"
