@@ -139,11 +139,6 @@ def _local_cores():
         return 1
 
 
-_PLAN = Path(paths.BATCH_PLAN)
-# resources.mask_batch > 1: every mask is made by a batch rule and a mask already made has no rule at all (a rule
-# now would differ from the batch that made it, and Snakemake would remake the mask and retrain its runs).
-# resources.mask_batch == 1: one `rule mask` job per mask, as before batches existed. Choose before a first run.
-MASK_BATCHED = RES["mask_batch"] > 1
 def batch_id(keys):
     return hashlib.sha256(" ".join(keys).encode()).hexdigest()[:12]
 
@@ -153,6 +148,11 @@ def mask_batch_jobs(batch) -> str:
     return paths.MASK_BATCH_JOBS.format(id=batch_id(r.mask for r in batch))
 
 
+_PLAN = Path(paths.BATCH_PLAN)
+# resources.mask_batch > 1: every mask is made by a batch rule and a mask already made has no rule at all (a rule
+# now would differ from the batch that made it, and Snakemake would remake the mask and retrain its runs).
+# resources.mask_batch == 1: one `rule mask` job per mask, as before batches existed. Choose before a first run.
+MASK_BATCHED = RES["mask_batch"] > 1
 if workflow.is_main_process or not _PLAN.exists():
     from paibench.utils import atomic_path, write_json
 
