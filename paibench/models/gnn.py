@@ -94,7 +94,6 @@ class SparseAdjacency:
     adjacency per forward). The same products up to float summation order."""
 
     def __init__(self, adj: torch.Tensor):
-        self.shape = adj.shape
         self.normalized = CSRMatrix(adj)
         self.sum = CSRMatrix(sum_adjacency(adj))
 
