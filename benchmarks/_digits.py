@@ -11,16 +11,20 @@ from paibench.data import DATASETS, save_prepared
 REPO = Path(__file__).resolve().parents[1]
 
 
+def _default_config() -> dict:
+    return yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+
+
 def digits_experiment() -> dict:
     """The `digits` experiment of config/config.yaml (archs, methods, compressions, seeds, its train overrides)."""
-    return yaml.safe_load((REPO / "config" / "config.yaml").read_text())["experiments"]["digits"]
+    return _default_config()["experiments"]["digits"]
 
 
 def digits_recipe(epochs: int = 0) -> dict:
     """That experiment's training recipe on the CPU (the top-level train section and its overrides); ``epochs``
     replaces its epochs unless 0."""
-    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    recipe = {**config["train"], **digits_experiment().get("train", {}), "device": "cpu"}
+    config = _default_config()
+    recipe = {**config["train"], **config["experiments"]["digits"].get("train", {}), "device": "cpu"}
     return {**recipe, "epochs": epochs} if epochs else recipe
 
 
