@@ -4,8 +4,9 @@ Each variant is an export of one git revision (`git archive`) in a scratch folde
 virtualenv and the export's own package first on PYTHONPATH, with no committed results, so everything is
 computed from nothing:
 
-  grid     the default offline grid (config/config.yaml) with `snakemake --cores 2`: wall time, jobs, and
-           whether every run's metrics equal between the variants (same seeds -> same numbers)
+  grid     the default offline grid (config/config.yaml) with `snakemake --cores 2`: wall time, jobs, the size
+           of Snakemake's metadata records, and whether every run's metrics (and the command its metrics.json
+           records) equal between the variants (same seeds -> same numbers)
   dryrun   `snakemake -n` on a 10,000-run grid (2 datasets x 5 archs x 15 methods x 14 ratios x 5 seeds,
            minus duplicate dense runs): wall time and peak memory
   masks    a sweep of data-free masks (random, erk, mica(erk), rpi(erk) on VGG-16; the offline digits shape,
@@ -114,13 +115,19 @@ def job_counts(log: Path) -> dict[str, int]:
     return counts
 
 
-def metrics_of(tree: Path) -> dict[str, dict]:
-    keep = ("accuracy", "final_test_acc", "final_train_loss", "best_test_acc", "kept", "status")
+def metrics_of(tree: Path, keep=("accuracy", "final_test_acc", "final_train_loss", "best_test_acc", "kept",
+                                  "status")) -> dict[str, dict]:
     out = {}
     for f in sorted((tree / "results" / "runs").rglob("metrics.json")):
         m = json.loads(f.read_text())
         out[m["run_key"]] = {k: m.get(k) for k in keep}
     return out
+
+
+def metadata_mb(tree: Path) -> float:
+    """Size of Snakemake's metadata records (one per output file; each holds its job's shell command)."""
+    files = (tree / ".snakemake" / "metadata").glob("*")
+    return round(sum(f.stat().st_size for f in files if f.is_file()) / 1e6, 2)
 
 
 def snakemake(tree: Path, *args: str) -> list[str]:
@@ -134,14 +141,17 @@ def part_grid(variants: dict[str, Path], scratch: Path) -> list[dict]:
         jobs = job_counts(scratch / f"grid-{name}.log")
         rows.append({"part": "grid", "variant": name, "wall_s": round(wall, 1), "exit": rc,
                      "jobs": sum(v for k, v in jobs.items() if k != "all"), "job_kinds": jobs,
-                     "runs": len(metrics_of(tree))})
+                     "runs": len(metrics_of(tree)), "metadata_mb": metadata_mb(tree)})
     names = list(variants)
     base, new = metrics_of(variants[names[0]]), metrics_of(variants[names[-1]])
     same = base.keys() == new.keys() and all(base[k] == new[k] for k in base)
     differing = [k for k in base if k in new and base[k] != new[k]]
+    # the command each run's metrics.json records to reproduce it (a packed run's names only its own member)
+    commands = [metrics_of(variants[n], keep=("command",)) for n in (names[0], names[-1])]
     for r in rows:
         r["metrics_equal_to_base"] = same
         r["runs_differing"] = len(differing) + len(base.keys() ^ new.keys())
+        r["commands_equal_to_base"] = commands[0] == commands[1]
     return rows
 
 

@@ -45,6 +45,9 @@ BATCH_PLAN = ".snakemake/paibench/batches.json"  # which mask batches and packs 
 # command: Snakemake stores a job's command in the metadata of each of its outputs (2 per mask), so a batch of
 # N masks on the command line would store N^2 argument lines.
 MASK_BATCH_JOBS = ".snakemake/paibench/mask_batch/{id}.txt"
+# One training pack's members (`paibench train-pack --manifest`), a JSON list written with the plan, for the same
+# reason: a pack of N runs has 4N outputs, and N member objects on its command line would cost each of them.
+TRAIN_PACK_MANIFEST = ".snakemake/paibench/train_pack/{id}.json"
 
 
 def run_key(experiment: str, dataset: str, arch: str, method: str, compression: str, seed: int) -> str:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shlex
+import sys
 from pathlib import Path
 
 import pytest
@@ -175,6 +177,20 @@ def test_cli_train_pack_writes_each_members_files(tmp_path, digits_file, capsys)
         assert (Path(s.out_dir) / "epochs.csv").exists() and (Path(s.out_dir) / "model.safetensors").exists()
 
 
+def test_member_command_is_the_same_from_members_or_a_manifest(monkeypatch):
+    from paibench.training.outputs import command_line
+
+    a, b = json.dumps({"data": "d.pt", "out_dir": "a"}), json.dumps({"data": "d.pt", "out_dir": "b"})
+    tail = ["--threads", "1", "--mode", "loop", "--train-config", "{}", "--evaluate"]
+    own = "paibench train-pack --member " + shlex.quote(b) + " --threads 1 --mode loop --train-config '{}' --evaluate"
+    for argv in (["--member", a, "--member", b], ["--manifest", "pack.json"], ["--manifest=pack.json"],
+                 ["--manifest", "pack.json", "--member", a]):
+        monkeypatch.setattr(sys, "argv", ["/venv/bin/paibench", "train-pack", *argv, *tail])
+        assert command_line(b) == own, argv
+    monkeypatch.setattr(sys, "argv", ["/venv/bin/paibench", "train", "--data", "d.pt"])
+    assert command_line() == "paibench train --data d.pt"
+
+
 @pytest.mark.workflow
 def test_workflow_packs_runs_and_keeps_finished_runs_cached(tmp_path):
     from conftest import planned_jobs, run_snakemake, tiny_config
@@ -194,6 +210,22 @@ def test_workflow_packs_runs_and_keeps_finished_runs_cached(tmp_path):
     text = logs[0].read_text()
     assert "packing 2 runs" in text and "(mode vmap)" in text, text[:500]
     assert all(json.loads((r / "metrics.json").read_text())["pack_mode"] == "vmap" for r in runs)
+    # The pack's members come from a manifest written with the plan, not its command line: Snakemake stores a
+    # job's command with each output (4 per run), so N members there would cost N^2. Each run's metrics still
+    # record a command of its own.
+    import base64
+
+    manifest = _manifest_members(work)
+    assert sorted(m["out_dir"] for m in manifest) == sorted(str(r.relative_to(work)) for r in runs)
+    for r in runs:
+        record = json.loads((work / ".snakemake/metadata" / base64.b64encode(
+            str((r / "metrics.json").relative_to(work)).encode()).decode()).read_text())
+        assert "train-pack --manifest .snakemake/paibench/train_pack/" in record["shellcmd"], record["shellcmd"]
+        assert "--member" not in record["shellcmd"]
+        assert not any(str(m.relative_to(work)) in record["shellcmd"] for m in runs)  # no member's folder
+        command = json.loads((r / "metrics.json").read_text())["command"]
+        assert command.count("--member") == 1 and "--manifest" not in command
+        assert str(r.relative_to(work)) in command
     before = {r: (r / "metrics.json").stat().st_mtime_ns for r in runs}
     # One more seed: one new job holding only the new run; the finished pack is not retrained.
     config["experiments"]["tiny"]["seeds"] = [0, 1, 2]
@@ -202,3 +234,12 @@ def test_workflow_packs_runs_and_keeps_finished_runs_cached(tmp_path):
     run_snakemake(work, config, "results/tables/runs.csv")
     assert all((r / "metrics.json").stat().st_mtime_ns == t for r, t in before.items())
     assert (work / "results/runs/tiny/digits/vgg16_w0.125/random/c10/s2/metrics.json").exists()
+
+
+def _manifest_members(work):
+    """The member objects of every pack manifest the workflow wrote."""
+    from paibench import paths
+
+    files = list((work / paths.TRAIN_PACK_MANIFEST).parent.glob("*.json"))
+    assert files
+    return [m for f in files for m in json.loads(f.read_text())]

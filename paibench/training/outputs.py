@@ -66,16 +66,19 @@ def write_epochs_csv(path: Path, history: list[dict]) -> None:
 
 def command_line(member: str | None = None) -> str:
     """The command as a user types it: `paibench ...` (no absolute path of the installed script). For one run of
-    a pack, its own part: the pack's command with only this run's ``--member`` (the others are other runs)."""
+    a pack, its own part: the pack's command with only this run's ``--member`` (the others are other runs; a
+    ``--manifest`` file, which the workflow writes for a pack, may be gone when the command is read)."""
     name = Path(sys.argv[0]).name
     argv = list(sys.argv[1:])
-    if member is not None and "--member" in argv:
+    members = ("--member", "--manifest")
+    if member is not None and any(a.split("=", 1)[0] in members for a in argv):
         rest, i = [], 0
         while i < len(argv):
-            if argv[i] == "--member":
+            if argv[i] in members:
                 i += 2
                 continue
-            rest.append(argv[i])
+            if argv[i].split("=", 1)[0] not in members:
+                rest.append(argv[i])
             i += 1
         argv = rest[:1] + ["--member", member] + rest[1:]
     return shlex.join(["paibench" if name in ("paibench", "__main__.py") else name, *argv])

@@ -148,6 +148,15 @@ def mask_batch_jobs(batch) -> str:
     return paths.MASK_BATCH_JOBS.format(id=batch_id(r.mask for r in batch))
 
 
+def pack_member(run):
+    return GRID.training_spec(run).member_json()
+
+
+def pack_manifest(pack) -> str:
+    """The file holding a training pack's members (paths.TRAIN_PACK_MANIFEST), written with the plan."""
+    return paths.TRAIN_PACK_MANIFEST.format(id=batch_id(r.key for r in pack))
+
+
 _PLAN = Path(paths.BATCH_PLAN)
 # resources.mask_batch > 1: every mask is made by a batch rule and a mask already made has no rule at all (a rule
 # now would differ from the batch that made it, and Snakemake would remake the mask and retrain its runs).
@@ -161,6 +170,9 @@ if workflow.is_main_process or not _PLAN.exists():
     for _batch in MASK_BATCHES:
         with atomic_path(mask_batch_jobs(_batch)) as _tmp:
             _tmp.write_text("".join(quoted(GRID.mask_args(r)) + "\n" for r in _batch))
+    for _pack in PACKS:
+        with atomic_path(pack_manifest(_pack)) as _tmp:
+            _tmp.write_text("[\n" + ",\n".join(pack_member(r) for r in _pack) + "\n]\n")
     if workflow.is_main_process:  # also in a dry run: the plan is what it shows
         write_json(_PLAN, {"masks": [[r.mask for r in b] for b in MASK_BATCHES],
                            "packs": [[r.key for r in p] for p in PACKS]})
@@ -177,7 +189,3 @@ def train_args(wildcards):
 def mask_args(wildcards):
     return quoted(GRID.mask_args(RUN_BY_MASK[paths.mask(wildcards.dataset, wildcards.arch, wildcards.method,
                                                         wildcards.compression, int(wildcards.seed))]))
-
-
-def pack_member(run):
-    return GRID.training_spec(run).member_json()

@@ -51,7 +51,7 @@ for _pack in PACKS:
         log:
             f"{paths.LOGS}/train_pack/{_pack[0].experiment}/{_id}.log",
         params:
-            members=quoted(x for r in _pack for x in ("--member", pack_member(r))),
+            manifest=pack_manifest(_pack),
             train=json.dumps(GRID.train[_pack[0].experiment], sort_keys=True),
             mode=GRID.pack_mode[_pack[0].experiment],
         threads: RES["train_threads"]
@@ -61,5 +61,5 @@ for _pack in PACKS:
         conda:
             "../envs/paibench.yaml"
         shell:
-            "OMP_NUM_THREADS={threads} paibench train-pack {params.members} --threads {threads} --mode {params.mode}"
+            "OMP_NUM_THREADS={threads} paibench train-pack --manifest {params.manifest} --threads {threads} --mode {params.mode}"
             " --train-config {params.train:q} --evaluate > {log} 2>&1"
