@@ -374,11 +374,14 @@ class Grid:
             out += [runs[i : i + size] for i in range(0, len(runs), size)]
         return out
 
-    def mask_batches(self, todo: set[str], size: int, parallel: int = 1) -> list[list[Run]]:
+    def mask_batches(self, todo: set[str], size: int, parallel: int = 1, work_s=None,
+                     budget_s: float = math.inf) -> list[list[Run]]:
         """Mask jobs of several masks each, for the mask files in ``todo`` (one run per mask, grid order). A
         ``budget_from`` mask reads another mask of the grid, so masks come in levels (a level reads only masks of
         lower levels) and a batch holds one level. Each level is cut into chunks of at most ``size`` and into at
-        least ``parallel`` chunks when it has that many masks, so local cores stay busy."""
+        least ``parallel`` chunks when it has that many masks, so local cores stay busy. With ``work_s(run)``
+        (estimated seconds of a mask), a chunk also ends before its estimated work would pass ``budget_s``, so
+        a batch of expensive masks (FORCE at T = 300 on a CPU takes minutes each) fits a cluster job's runtime."""
         levels: dict[int, dict[str, Run]] = {}
         for run in self.runs:
             if run.mask in todo:
@@ -386,8 +389,18 @@ class Grid:
         out: list[list[Run]] = []
         for level in sorted(levels):
             runs = list(levels[level].values())
-            chunk = max(1, min(size, math.ceil(len(runs) / max(1, parallel))))
-            out += [runs[i : i + chunk] for i in range(0, len(runs), chunk)]
+            chunk_max = max(1, min(size, math.ceil(len(runs) / max(1, parallel))))
+            chunk: list[Run] = []
+            work = 0.0
+            for run in runs:
+                cost = work_s(run) if work_s else 0.0
+                if chunk and (len(chunk) >= chunk_max or work + cost > budget_s):
+                    out.append(chunk)
+                    chunk, work = [], 0.0
+                chunk.append(run)
+                work += cost
+            if chunk:
+                out.append(chunk)
         return out
 
     def _mask_level(self, method_label: str) -> int:

@@ -168,8 +168,10 @@ def _slurm_run(cluster: dict, tmp: Path) -> dict:
                                           capture_output=True, text=True, timeout=30, check=True).stdout.split()
                   for j in jobs if j["comment"].startswith("rule_train")}
     masks200 = _mask_grid_run(env, cmd[:3] + cmd[7:], tmp)
+    slow = _mask_grid_run(env, cmd[:3] + cmd[7:], tmp, SLOW_MASK_GRID, "slow_masks")
     return {"work": str(work), "local": str(local), "log": text, "cancelled": cancelled,
-            "jobs": jobs, "train_job_info": train_info, "profile": repo_profile, "masks200": masks200}
+            "jobs": jobs, "train_job_info": train_info, "profile": repo_profile, "masks200": masks200,
+            "slow_masks": slow}
 
 
 MASK_GRID = {**CONFIG, "experiments": {"sweep": {
@@ -177,19 +179,27 @@ MASK_GRID = {**CONFIG, "experiments": {"sweep": {
     "compressions": [round(10 ** (0.2 * k), 3) for k in range(2, 22)], "seeds": [0, 1, 2, 3, 4]}}}
 
 
-def _mask_grid_run(env: dict, snakemake_and_profile: list[str], tmp: Path) -> dict:
-    """The masks alone of a 200-mask grid on SLURM: which sbatch jobs made them."""
+# Three SynFlow masks of the full-width VGG-16 (about 8 s each on one CPU thread, estimated at about as much),
+# with a 1-minute mask_runtime: a batch's estimated work must stay under 15 s, so each is its own sbatch job.
+SLOW_MASK_GRID = {**CONFIG, "resources": {**CONFIG["resources"], "mask_runtime": 1},
+                  "experiments": {"slow": {"datasets": ["digits"], "archs": ["vgg16"], "methods": ["synflow"],
+                                           "compressions": [10, 100, 1000], "seeds": [0]}}}
+
+
+def _mask_grid_run(env: dict, snakemake_and_profile: list[str], tmp: Path, config: dict = MASK_GRID,
+                   name: str = "masks200") -> dict:
+    """The masks alone of a grid on SLURM: which sbatch jobs made them."""
     from paibench.config import Grid
 
-    work = tmp / "masks200"
+    work = tmp / name
     work.mkdir()
-    (work / "config.yaml").write_text(yaml.safe_dump(MASK_GRID))
-    masks = sorted({run.mask for run in Grid(MASK_GRID).runs})
-    log_path = tmp / "masks200.log"
+    (work / "config.yaml").write_text(yaml.safe_dump(config))
+    masks = sorted({run.mask for run in Grid(config).runs})
+    log_path = tmp / f"{name}.log"
     with log_path.open("w") as log:
         proc = subprocess.run([*snakemake_and_profile, *masks, "-d", str(work), "--configfile", str(work / "config.yaml")],
                               cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT, timeout=DEADLINE_S)
-    assert proc.returncode == 0, f"200-mask SLURM run failed:\n{log_path.read_text()[-4000:]}"
+    assert proc.returncode == 0, f"{name} SLURM run failed:\n{log_path.read_text()[-4000:]}"
     return {"masks": masks, "made": [m for m in masks if (work / m).is_file() and (work / m).with_suffix(".json").is_file()],
             "jobs": _slurm_jobs(env, log_path)}
 
@@ -290,3 +300,11 @@ def test_200_masks_are_at_most_10_sbatch_jobs(slurm_run):
     assert len(run["masks"]) == 200 and run["made"] == run["masks"]
     assert 1 <= len(run["jobs"]) <= 10, run["jobs"]
     assert all(j["comment"].startswith("rule_mask_batch_") for j in run["jobs"]), run["jobs"]
+
+
+def test_masks_estimated_past_a_quarter_of_mask_runtime_get_jobs_of_their_own(slurm_run):
+    # On a cluster a mask batch also ends before its estimated work passes mask_runtime / 4 (here 15 s), so
+    # slow masks do not share one job that SLURM would stop; by count alone the three would be one job.
+    run = slurm_run["slow_masks"]
+    assert len(run["masks"]) == 3 and run["made"] == run["masks"]
+    assert len(run["jobs"]) == 3 and all(j["comment"].startswith("rule_mask_batch_") for j in run["jobs"]), run["jobs"]

@@ -133,8 +133,11 @@ def masks_todo():
 
 
 def _local_cores():
+    """Cores for mask batches to keep busy: `--cores N`. While the Snakefile is parsed Snakemake reports 1 under
+    `--jobs`/`-j` (so on a cluster profile, where each batch is its own job anyway), and its executor is not set
+    yet (workflow.local_exec is True even for SLURM)."""
     try:
-        return int(workflow.cores) if workflow.local_exec else 1
+        return int(workflow.cores)
     except Exception:  # no --cores given (Snakemake then refuses to run anyway)
         return 1
 
@@ -157,6 +160,21 @@ def pack_manifest(pack) -> str:
     return paths.TRAIN_PACK_MANIFEST.format(id=batch_id(r.key for r in pack))
 
 
+def _mask_batch_budget() -> dict:
+    """A batch also ends before the estimated work of its masks (paibench.estimate: model size, pruning rounds,
+    scoring FLOPs) passes a quarter of resources.mask_runtime, the time after which a cluster stops its job: the
+    estimate is rough (within 2x on one CPU thread for the methods measured), and 25 FORCE masks at T = 300 would
+    otherwise share one job of hours. Applied locally too (the plan cannot tell: Snakemake names the executor only
+    after parsing), where a batch of that much work pays nothing noticeable for its own process. Only methods with
+    scoring passes or pruning rounds are estimated (a data-free mask takes about a second at most, and this
+    builds each network on the meta device, which imports torch)."""
+    from paibench.estimate import GridCosts
+
+    costs = GridCosts(GRID)
+    return {"work_s": lambda run: costs.run_mask_work_s(run) if costs.scores(run.method) else 0.0,
+            "budget_s": RES["mask_runtime"] * 60 / 4}
+
+
 _PLAN = Path(paths.BATCH_PLAN)
 # resources.mask_batch > 1: every mask is made by a batch rule and a mask already made has no rule at all (a rule
 # now would differ from the batch that made it, and Snakemake would remake the mask and retrain its runs).
@@ -165,7 +183,8 @@ MASK_BATCHED = RES["mask_batch"] > 1
 if workflow.is_main_process or not _PLAN.exists():
     from paibench.utils import atomic_path, write_json
 
-    MASK_BATCHES = GRID.mask_batches(masks_todo(), RES["mask_batch"], _local_cores()) if MASK_BATCHED else []
+    MASK_BATCHES = GRID.mask_batches(masks_todo(), RES["mask_batch"], _local_cores(), **_mask_batch_budget()) \
+        if MASK_BATCHED else []
     PACKS = GRID.packs(run_done)
     for _batch in MASK_BATCHES:
         with atomic_path(mask_batch_jobs(_batch)) as _tmp:
