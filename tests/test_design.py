@@ -1,5 +1,6 @@
-"""Structural promises: reading a config imports no torch (Snakemake's parse, check-config, list), and the
-built wheel works on its own from an unrelated folder (schema and registries ship inside the package)."""
+"""Structural promises: reading a config imports no torch (check-config, list, and Snakemake's parse while the masks
+still to make are data-free: a scoring method's mask batches are sized by building its networks on the meta device),
+and the built wheel works on its own from an unrelated folder (schema and registries ship inside the package)."""
 
 from __future__ import annotations
 
