@@ -7,7 +7,10 @@ epoch's time (its training step plus its evaluation) from epochs.csv, and each r
 same products up to float summation order, so accuracies may differ in the last digits of a logit and, rarely,
 in a prediction. The sparse run is trained a second time with a checkpoint after every epoch
 (`checkpoint_interval_s: 0`, what the engine did before that option): its wall time shows what the checkpoints
-cost. Needs the Planetoid raw files (../shared/data/planetoid). With --profile, each cell's sparse run is
+cost. A third network, the same but fed one constant input feature per node (ERK mask of its own), has a first
+layer of 1 x hidden weights: its epoch is everything a feature product, sparse or not, leaves to do (hidden layers,
+adjacency products, batch norm, dropout, loss, optimizer), so dense_epoch / one_feature_epoch bounds the speed-up
+any feature product can give (column `bound_x`). Needs the Planetoid raw files (../shared/data/planetoid). With --profile, each cell's sparse run is
 profiled once more (torch.profiler, 20 epochs): the operators that take most of a sparse epoch, which bound what
 the sparse path can give.
 
@@ -91,9 +94,12 @@ def main() -> int:
             data = work / f"{dataset}.pt"
             save_prepared(payload, data)
             density = float((payload["x"] != 0).float().mean())
+            one_feature = {**payload, "x": torch.ones(payload["x"].shape[0], 1)}  # the feature product made free
+            data_one = work / f"{dataset}-one-feature.pt"
+            save_prepared(one_feature, data_one)
             for arch in args.archs:
                 for hidden in args.hidden:
-                    cell = {"dense": [], "sparse": [], "sparse_every_epoch": []}
+                    cell = {"dense": [], "sparse": [], "sparse_every_epoch": [], "one_feature": []}
                     masks = [work / f"{dataset}-{arch}-{hidden}-s{seed}.safetensors" for seed in range(args.seeds)]
                     for seed, mask in enumerate(masks):
                         make_mask(dataset, arch, "erk", 10, seed, str(mask), arch_options={"hidden": hidden},
@@ -102,16 +108,23 @@ def main() -> int:
                             cell[mode].append(one_run(data, mask, arch, hidden, seed, mode, args.epochs, work))
                         cell["sparse_every_epoch"].append(one_run(data, mask, arch, hidden, seed, "sparse",
                                                                   args.epochs, work, checkpoint_interval_s=0))
-                    dense, sparse = (statistics.median(r["epoch_ms"] for r in cell[m]) for m in ("dense", "sparse"))
+                        mask_one = work / f"{dataset}-{arch}-{hidden}-s{seed}-one-feature.safetensors"
+                        make_mask(dataset, arch, "erk", 10, seed, str(mask_one), arch_options={"hidden": hidden},
+                                  payload=one_feature)
+                        cell["one_feature"].append(one_run(data_one, mask_one, arch, hidden, seed, "dense",
+                                                           args.epochs, work))
+                    dense, sparse, free = (statistics.median(r["epoch_ms"] for r in cell[m])
+                                           for m in ("dense", "sparse", "one_feature"))
                     rows.append({
                         "dataset": dataset, "nonzero_features_pct": round(100 * density, 2), "arch": arch,
                         "hidden": hidden, "dense_epoch_ms": round(dense, 1), "sparse_epoch_ms": round(sparse, 1),
-                        "speedup": round(dense / sparse, 2),
+                        "speedup": round(dense / sparse, 2), "one_feature_epoch_ms": round(free, 1),
+                        "bound_x": round(dense / free, 2),
                         "dense_acc": [round(r["accuracy"], 1) for r in cell["dense"]],
                         "sparse_acc": [round(r["accuracy"], 1) for r in cell["sparse"]],
                         "dense_total_s": round(sum(r["total_s"] for r in cell["dense"]), 1),
                         "sparse_total_s": round(sum(r["total_s"] for r in cell["sparse"]), 1),
-                        **{f"{m}_wall_s": round(sum(r["wall_s"] for r in cell[m]), 1) for m in cell},
+                        **{f"{m}_wall_s": round(sum(r["wall_s"] for r in cell[m]), 1) for m in cell if m != "one_feature"},
                     })
                     if args.profile:
                         rows[-1]["sparse_epoch_top_ops"] = profile_run(data, masks[0], arch, hidden, work)
@@ -122,7 +135,9 @@ def main() -> int:
                    f"seeds); accuracy: test accuracy (%) at the best validation epoch, per seed; *_total_s: the seeds' "
                    f"epoch times summed; *_wall_s: the seeds' whole runs (model building, checkpoints and output files "
                    f"included), with the engine's default checkpoint_interval_s, and for sparse_every_epoch with a "
-                   f"checkpoint after every epoch (0).", rows, epochs=args.epochs, seeds=args.seeds)
+                   f"checkpoint after every epoch (0); one_feature_epoch_ms: the same network fed one constant feature (a free "
+                   f"feature product), bound_x = dense_epoch_ms / one_feature_epoch_ms: the most any feature product "
+                   f"can speed an epoch up.", rows, epochs=args.epochs, seeds=args.seeds)
     return 0
 
 
