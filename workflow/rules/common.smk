@@ -146,9 +146,19 @@ def batch_id(keys):
     return hashlib.sha256(" ".join(keys).encode()).hexdigest()[:12]
 
 
+def mask_batch_id(batch) -> str:
+    """A mask batch's id: its rule's name, log and jobs file."""
+    return batch_id(r.mask for r in batch)
+
+
+def pack_id(pack) -> str:
+    """A training pack's id: its rule's name, log and manifest."""
+    return batch_id(r.key for r in pack)
+
+
 def mask_batch_jobs(batch) -> str:
     """The file holding a mask batch's jobs (paths.MASK_BATCH_JOBS), written with the plan."""
-    return paths.MASK_BATCH_JOBS.format(id=batch_id(r.mask for r in batch))
+    return paths.MASK_BATCH_JOBS.format(id=mask_batch_id(batch))
 
 
 def pack_member(run):
@@ -157,7 +167,7 @@ def pack_member(run):
 
 def pack_manifest(pack) -> str:
     """The file holding a training pack's members (paths.TRAIN_PACK_MANIFEST), written with the plan."""
-    return paths.TRAIN_PACK_MANIFEST.format(id=batch_id(r.key for r in pack))
+    return paths.TRAIN_PACK_MANIFEST.format(id=pack_id(pack))
 
 
 def _mask_batch_budget() -> dict:

@@ -21,7 +21,7 @@ rule mask:
 
 # Masks not made yet, in batches of resources.mask_batch made in one process each (plan: common.smk).
 for _batch in MASK_BATCHES:
-    _id = batch_id(r.mask for r in _batch)
+    _id = mask_batch_id(_batch)
 
     rule:
         name:

@@ -35,7 +35,7 @@ rule train:
 # Snakemake keeps its files (a pack rule's params list its members, so any rule for it now would differ from the
 # one that made it and trigger a rerun); delete a run's folder to retrain it.
 for _pack in PACKS:
-    _id = batch_id(r.key for r in _pack)
+    _id = pack_id(_pack)
 
     rule:
         name:
