@@ -56,4 +56,3 @@ def publish_report(out: str | None, title: str, description: str, rows: list[dic
     for note in notes:
         lines += ["", note]
     publish(out, lines, {"rows": rows, "cpu": cpu_name(), "torch": torch.__version__, **payload})
-

@@ -10,9 +10,9 @@ in a prediction. The sparse run is trained a second time with a checkpoint after
 cost. A third network, the same but fed one constant input feature per node (ERK mask of its own), has a first
 layer of 1 x hidden weights: its epoch is everything a feature product, sparse or not, leaves to do (hidden layers,
 adjacency products, batch norm, dropout, loss, optimizer), so dense_epoch / one_feature_epoch bounds the speed-up
-any feature product can give (column `bound_x`). Needs the Planetoid raw files (../shared/data/planetoid). With --profile, each cell's sparse run is
-profiled once more (torch.profiler, 20 epochs): the operators that take most of a sparse epoch, which bound what
-the sparse path can give.
+any feature product can give (column `bound_x`). Needs the Planetoid raw files (../shared/data/planetoid). With
+--profile, each cell's sparse run is profiled once more (torch.profiler, 20 epochs): the operators that take most
+of a sparse epoch, which bound what the sparse path can give.
 
     python benchmarks/bench_graph.py --out results/benchmarks/graph_cpu
 """
@@ -124,7 +124,8 @@ def main() -> int:
                         "sparse_acc": [round(r["accuracy"], 1) for r in cell["sparse"]],
                         "dense_total_s": round(sum(r["total_s"] for r in cell["dense"]), 1),
                         "sparse_total_s": round(sum(r["total_s"] for r in cell["sparse"]), 1),
-                        **{f"{m}_wall_s": round(sum(r["wall_s"] for r in cell[m]), 1) for m in cell if m != "one_feature"},
+                        **{f"{m}_wall_s": round(sum(r["wall_s"] for r in cell[m]), 1)
+                           for m in ("dense", "sparse", "sparse_every_epoch")},
                     })
                     if args.profile:
                         rows[-1]["sparse_epoch_top_ops"] = profile_run(data, masks[0], arch, hidden, work)
@@ -135,8 +136,8 @@ def main() -> int:
                    f"seeds); accuracy: test accuracy (%) at the best validation epoch, per seed; *_total_s: the seeds' "
                    f"epoch times summed; *_wall_s: the seeds' whole runs (model building, checkpoints and output files "
                    f"included), with the engine's default checkpoint_interval_s, and for sparse_every_epoch with a "
-                   f"checkpoint after every epoch (0); one_feature_epoch_ms: the same network fed one constant feature (a free "
-                   f"feature product), bound_x = dense_epoch_ms / one_feature_epoch_ms: the most any feature product "
+                   f"checkpoint after every epoch (0); one_feature_epoch_ms: the same network fed one constant feature "
+                   f"(a free feature product), bound_x = dense_epoch_ms / one_feature_epoch_ms: the most any feature product "
                    f"can speed an epoch up.", rows, epochs=args.epochs, seeds=args.seeds)
     return 0
 

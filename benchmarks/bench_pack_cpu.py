@@ -27,6 +27,7 @@ from _report import cpu_environment, publish_report  # noqa: E402
 from paibench.pruning import make_mask  # noqa: E402
 from paibench.training import RunSpec, parse_train_config, train_pack  # noqa: E402
 
+
 def pack_once(data: Path, masks: list[tuple[Path, int]], arch: str, width: float, cfg: dict, mode: str,
               work: Path) -> dict:
     """One train_pack call over (mask file, seed) members in `mode`: its wall time and each run's accuracy."""
